@@ -1,0 +1,166 @@
+"""Checks that turn a value read from YAML into a typed policy value.
+
+Each check raises ``ValueError`` with the admin-facing explanation; the loader
+adds file, line, column and key path.  Each ``render_*`` is the inverse used by
+``policy show``, so the effective policy prints in the syntax it was written in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from types import MappingProxyType
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+
+from agents import units
+
+RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_SCHEDULE_HINT = "write a cron string or {every: 30m}"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """When a daemon job runs: a 5-field cron expression or a fixed interval."""
+
+    cron: str | None = None
+    every: timedelta | None = None
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{_show(value)} is not a boolean (write true or false)")
+    return value
+
+
+def count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{_show(value)} is not a whole number of 0 or more")
+    return value
+
+
+def positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{_show(value)} is not a whole number of 1 or more")
+    return value
+
+
+def qps(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{_show(value)} is not a rate "
+                         "(requests per second; 0 means no limit)")
+    return float(value)
+
+
+def percent(value: Any) -> float:
+    return units.parse_percent(value)
+
+
+def duration(value: Any) -> timedelta:
+    return units.parse_duration(value)
+
+
+def size(value: Any) -> int:
+    return units.parse_size(value)
+
+
+def quantity(value: Any) -> str:
+    """Keep the quantity as written (it goes into pod specs) once it parses."""
+    units.parse_quantity(value)
+    return str(value)
+
+
+def globs(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{_show(value)} is not a list of globs (write e.g. [\"batch-*\"])")
+    return tuple(units.check_glob(item) for item in value)
+
+
+def labels(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{_show(value)} is not a label mapping (write e.g. {{team: infra}})")
+    for key, item in value.items():
+        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+            raise ValueError(f"{_show(key)} is not a valid label key")
+        if not isinstance(item, str):
+            raise ValueError(f"label {key}: {_show(item)} must be a string "
+                             f"(quote it: \"{_show(item)}\")")
+    return MappingProxyType(dict(value))
+
+
+def resources(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{_show(value)} is not a list of resources ({', '.join(RESOURCE_NAMES)})")
+    for item in value:
+        if item not in RESOURCE_NAMES:
+            raise ValueError(f"{_show(item)} is not a resource; known: {', '.join(RESOURCE_NAMES)}"
+                             f"{suggestion(item, RESOURCE_NAMES)}")
+    return tuple(value)
+
+
+def choice(*allowed: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"{_show(value)} is not one of {', '.join(allowed)}"
+                             f"{suggestion(value, allowed)}")
+        return value
+    return check
+
+
+def api_version(value: Any) -> str:
+    if value != "kubekeeper/v1":
+        raise ValueError(f"{_show(value)} is not a known apiVersion (this kubekeeper reads "
+                         "kubekeeper/v1)")
+    return value
+
+
+def trigger(value: Any) -> Trigger:
+    """A 5-field cron string, or ``{every: <duration>}``."""
+    if isinstance(value, dict):
+        if set(value) != {"every"}:
+            raise ValueError(f"{_show(value)} is not a schedule ({_SCHEDULE_HINT})")
+        every = units.parse_duration(value["every"])
+        if every.total_seconds() <= 0:
+            raise ValueError("every: must be longer than 0s")
+        return Trigger(every=every)
+    if not isinstance(value, str):
+        raise ValueError(f"{_show(value)} is not a schedule ({_SCHEDULE_HINT})")
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise ValueError(f"{_show(value)} is not a cron expression: {exc}") from None
+    return Trigger(cron=value)
+
+
+def suggestion(word: Any, known: Any) -> str:
+    """``; did you mean 'x'?`` when a close known word exists, else nothing."""
+    close = difflib.get_close_matches(str(word), [str(k) for k in known], n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def render_duration(value: timedelta) -> str:
+    return units.format_duration(value)
+
+
+def render_size(value: int) -> str:
+    for suffix, scale in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if value and value % scale == 0:
+            return f"{value // scale}{suffix}"
+    return str(value)
+
+
+def render_trigger(value: Trigger) -> Any:
+    return value.cron if value.cron else {"every": units.format_duration(value.every)}
+
+
+def _show(value: Any) -> str:
+    """Echo a value the way it looks in YAML, so the admin recognises it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f'"{value}"' if isinstance(value, str) else repr(value)

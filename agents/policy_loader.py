@@ -1,0 +1,189 @@
+"""Load policies.yaml into a frozen ``Policy``, reporting every problem at once.
+
+The file is composed into YAML nodes (not plain data) so each error can name
+the line and column the admin must fix.  Validation walks the node tree
+against the dataclass declarations in ``agents.policy``; nothing is applied
+unless the whole file is valid, so a bad edit never half-changes behaviour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agents import checks
+from agents.policy import OVERRIDABLE, ClusterPolicy, Override, Policy, merge
+
+
+@dataclass(frozen=True)
+class PolicyError:
+    """One problem, located as ``file:line:col: key.path: message``."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class PolicyInvalid(Exception):
+    """The policy file cannot be used; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: list[PolicyError]):
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read, validate and freeze the policy at ``path``; raise ``PolicyInvalid``."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyInvalid([PolicyError(name, 0, 0, "", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyInvalid([PolicyError(name, 0, 0, "", f"cannot read: {exc}")]) from None
+    return parse_policy(text, name)
+
+
+def parse_policy(text: str, name: str = "policies.yaml") -> Policy:
+    """Validate policy text; every error is collected before raising."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = getattr(exc, "problem", None) or str(exc)
+        error = PolicyError(name, line, col, "", f"not valid YAML: {problem}")
+        raise PolicyInvalid([error]) from None
+    if root is None:
+        raise PolicyInvalid([PolicyError(name, 0, 0, "", "the file is empty; start from the "
+                                         "shipped policies.yaml")])
+    walker = _Walker(name)
+    values = walker.mapping(root, Policy, "")
+    if "apiVersion" not in values and not walker.errors:
+        walker.error(root, "apiVersion", "is required (write apiVersion: kubekeeper/v1)")
+    overrides = walker.overrides(values.pop("overrides", None))
+    policy = merge(Policy(), values)
+    _check_consistency(policy, walker)
+    if walker.errors:
+        raise PolicyInvalid(sorted(walker.errors, key=lambda e: (e.line, e.column)))
+    return dataclasses.replace(policy, overrides=tuple(overrides), source=name)
+
+
+class _Walker:
+    """Validates YAML nodes against the policy dataclasses, collecting errors."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.errors: list[PolicyError] = []
+        self.marks: dict[str, yaml.Node] = {}
+        self._constructor = yaml.SafeLoader("")
+
+    def error(self, node: yaml.Node, path: str, message: str) -> None:
+        mark = node.start_mark
+        self.errors.append(PolicyError(self.name, mark.line + 1, mark.column + 1, path, message))
+
+    def mapping(self, node: yaml.Node, cls: type, path: str) -> dict[str, Any]:
+        """Check a mapping node against a dataclass; return only the keys written."""
+        self.marks[path] = node
+        if not isinstance(node, yaml.MappingNode):
+            self.error(node, path or "(top level)", f"expected a mapping, got {self._kind(node)}")
+            return {}
+        declared = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "source"}
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            where = f"{path}.{key}" if path else key
+            if key in out:
+                self.error(key_node, where, "is given twice")
+            elif key not in declared:
+                self.error(key_node, where, f"unknown key{checks.suggestion(key, declared)}")
+            else:
+                value = self.value(value_node, declared[key], where)
+                if value is not _INVALID:
+                    out[key] = value
+        return out
+
+    def value(self, node: yaml.Node, f: dataclasses.Field, path: str) -> Any:
+        self.marks[path] = node
+        if f.name == "overrides":
+            return node
+        nested = f.default_factory() if callable(f.default_factory) else f.default
+        if dataclasses.is_dataclass(nested) and "check" not in f.metadata:
+            return self.mapping(node, type(nested), path)
+        try:
+            return f.metadata["check"](self._constructor.construct_object(node, deep=True))
+        except ValueError as exc:
+            self.error(node, path, str(exc))
+            return _INVALID
+
+    def overrides(self, node: yaml.Node | None) -> list[Override]:
+        if node is None:
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            self.error(node, "overrides", f"expected a list, got {self._kind(node)}")
+            return []
+        return [o for i, item in enumerate(node.value) if (o := self._override(item, i))]
+
+    def _override(self, node: yaml.Node, index: int) -> Override | None:
+        path = f"overrides[{index}]"
+        if not isinstance(node, yaml.MappingNode):
+            self.error(node, path, f"expected a mapping, got {self._kind(node)}")
+            return None
+        known = {"namespaces", *OVERRIDABLE}
+        changes: dict[str, Any] = {}
+        namespaces: tuple[str, ...] | None = None
+        for key_node, value_node in node.value:
+            key, where = key_node.value, f"{path}.{key_node.value}"
+            if key not in known:
+                self.error(key_node, where, f"unknown key (an override sets namespaces and any of "
+                           f"{', '.join(OVERRIDABLE)}){checks.suggestion(key, known)}")
+            elif key == "namespaces":
+                namespaces = self._override_namespaces(value_node, where)
+            else:
+                field = {f.name: f for f in dataclasses.fields(ClusterPolicy)}[key]
+                changes[key] = self.value(value_node, field, where)
+        if namespaces is None:
+            self.error(node, f"{path}.namespaces",
+                       "is required (the globs this override applies to)")
+            return None
+        return Override(namespaces, changes)
+
+    def _override_namespaces(self, node: yaml.Node, path: str) -> tuple[str, ...]:
+        try:
+            globs = checks.globs(self._constructor.construct_object(node, deep=True))
+        except ValueError as exc:
+            self.error(node, path, str(exc))
+            return ()
+        if not globs:
+            self.error(node, path, "is empty; list at least one namespace glob")
+        return globs
+
+    @staticmethod
+    def _kind(node: yaml.Node) -> str:
+        if isinstance(node, yaml.ScalarNode):
+            return f"the scalar {node.value!r}" if node.value else "nothing"
+        return "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+
+
+_INVALID = object()
+
+
+def _check_consistency(policy: Policy, walker: _Walker) -> None:
+    """Rules between settings, checked once every value is known to be well-formed."""
+    pressure = policy.node.images.diskPressure
+    if pressure.lowPercent >= pressure.highPercent:
+        path = "node.images.diskPressure.lowPercent"
+        node = walker.marks.get(path) or walker.marks.get("node.images.diskPressure") \
+            or walker.marks[""]
+        walker.error(node, path, f"{pressure.lowPercent:g} must be below highPercent "
+                     f"({pressure.highPercent:g}); eviction stops at lowPercent")

@@ -1,0 +1,142 @@
+"""The run report: one line per action and one ``run.summary`` per run.
+
+JSON lines go to stdout for log collectors; a terminal gets the same facts as
+text.  Every line is flushed as it is written, so a run killed half-way still
+leaves the record of what it already did.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from agents.actions import Action, Outcome, Result, Verb
+from agents.units import format_bytes
+
+_LEVELS = {Result.DONE: "info", Result.PLANNED: "info", Result.SKIPPED: "warning",
+           Result.FAILED: "error"}
+_FREES_SPACE = (Verb.DELETE, Verb.TRUNCATE)
+
+
+def rfc3339(moment: datetime | None = None) -> str:
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def choose_format(requested: str, stream: IO[str]) -> str:
+    """``auto`` means text on a terminal and JSON lines anywhere else."""
+    if requested != "auto":
+        return requested
+    return "text" if stream.isatty() else "json"
+
+
+class Reporter:
+    """Writes action lines and the summary for one run; safe across threads."""
+
+    def __init__(self, agent: str, task: str, dry_run: bool, node: str | None = None,
+                 stream: IO[str] | None = None, fmt: str = "json"):
+        self.agent, self.task, self.dry_run, self.node = agent, task, dry_run, node
+        self._stream = stream or sys.stdout
+        self._format = fmt
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._bytes = 0
+        self._failed = 0
+        self._started = time.monotonic()
+
+    def action(self, outcome: Outcome, task: str | None = None) -> None:
+        action = outcome.action
+        line = {
+            "ts": rfc3339(), "level": _level(outcome), "event": "action", "agent": self.agent,
+            "task": task or self.task, "node": self.node, "dry_run": self.dry_run,
+            "kind": action.kind, "id": action.id, "name": action.name,
+            "namespace": action.namespace, "action": str(action.verb), "reason": action.reason,
+            "result": str(outcome.result), "bytes": _bytes(outcome), "error": outcome.error,
+        }
+        for key, value in {**action.details, **outcome.details}.items():
+            line.setdefault(key, value)
+        with self._lock:
+            self._counts[(action.kind, str(outcome.result))] += 1
+            if action.verb in _FREES_SPACE and outcome.result in (Result.DONE, Result.PLANNED):
+                self._bytes += outcome.bytes or 0
+            self._failed += outcome.result is Result.FAILED
+            self._write(line, _text_action(line))
+
+    def summary(self, aborted: str | None = None, error: str | None = None,
+                task: str | None = None) -> dict[str, Any]:
+        """Write the run's last line and return it (the CLI derives the exit code from it)."""
+        with self._lock:
+            by_kind: dict[str, dict[str, int]] = {}
+            by_result: Counter[str] = Counter()
+            for (kind, result), n in sorted(self._counts.items()):
+                by_kind.setdefault(kind, {})[result] = n
+                by_result[result] += n
+            line = {
+                "ts": rfc3339(), "level": "error" if error or self._failed else "info",
+                "event": "run.summary", "agent": self.agent, "task": task or self.task,
+                "node": self.node, "dry_run": self.dry_run, "actions": sum(by_result.values()),
+                "results": dict(by_result), "counts": by_kind, "bytes_reclaimed": self._bytes,
+                "duration_s": round(time.monotonic() - self._started, 3),
+                "errors": self._failed + (1 if error else 0), "aborted": aborted, "error": error,
+            }
+            self._write(line, _text_summary(line))
+        return line
+
+    def _write(self, line: dict[str, Any], text: str) -> None:
+        out = json.dumps(line, default=str) if self._format == "json" else text
+        self._stream.write(out + "\n")
+        self._stream.flush()
+
+
+def _level(outcome: Outcome) -> str:
+    if outcome.action.verb is Verb.REPORT and outcome.result is Result.DONE:
+        return "warning"
+    return _LEVELS[outcome.result]
+
+
+def _bytes(outcome: Outcome) -> int | None:
+    return outcome.bytes if outcome.bytes is not None else outcome.action.bytes
+
+
+def _text_action(line: dict[str, Any]) -> str:
+    where = f"{line['namespace']}/" if line.get("namespace") else ""
+    size = f" {format_bytes(line['bytes'])}" if line.get("bytes") else ""
+    error = f"  error: {line['error']}" if line.get("error") else ""
+    ident = f" ({line['id'][:19]})" if line.get("id") and line["id"] != line["name"] else ""
+    return (f"{line['ts'][11:19]} {line['result'].upper():8} {line['action']:8} {line['kind']} "
+            f"{where}{line['name']}{ident}{size}  [{line['reason']}]{error}")
+
+
+def _text_summary(line: dict[str, Any]) -> str:
+    mode = "dry-run" if line["dry_run"] else "real run"
+    results = ", ".join(f"{n} {r}" for r, n in sorted(line["results"].items())) or "nothing to do"
+    kinds = "; ".join(f"{k}: " + ", ".join(f"{n} {r}" for r, n in v.items())
+                      for k, v in line["counts"].items())
+    aborted = f"\n  ABORTED: {line['aborted']}" if line["aborted"] else ""
+    error = f"\n  ERROR: {line['error']}" if line["error"] else ""
+    return (f"== {line['agent']} {line['task']} summary ({mode}): {results}"
+            f"{f' ({kinds})' if kinds else ''}; {format_bytes(line['bytes_reclaimed'])} "
+            f"{'reclaimable' if line['dry_run'] else 'reclaimed'}; {line['errors']} errors; "
+            f"{line['duration_s']}s{aborted}{error}")
+
+
+def plan_table(actions: Iterable[Action]) -> str:
+    """The ``plan`` subcommand's terminal view: what would happen, with bytes per item."""
+    rows = [("ACTION", "KIND", "NAME", "BYTES", "REASON")]
+    total = 0
+    for a in actions:
+        where = f"{a.namespace}/" if a.namespace else ""
+        rows.append((str(a.verb), a.kind, f"{where}{a.name}", format_bytes(a.bytes)
+                     if a.bytes is not None else "-", a.reason))
+        total += a.bytes or 0
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4]
+             for r in rows]
+    lines.append(f"{len(rows) - 1} actions, {format_bytes(total)} would be reclaimed")
+    return "\n".join(lines)

@@ -1,0 +1,188 @@
+"""Start, watch and stop the daemons behind the local services.
+
+Daemons run in a session of their own, so `scripts/*-up` can exit and leave them
+running; later calls find them again through pid files, and after a crash through
+the state directory their command lines and root directories point into.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import psutil
+
+# Daemons that may be left behind by a crashed run. A process is only ever killed
+# when it is one of these and its command line names our state directory, or when
+# its root directory lies inside the state directory (a container's process).
+_DAEMON_NAMES = frozenset(
+    {
+        "dockerd",
+        "containerd",
+        "containerd-shim",
+        "containerd-shim-runc-v2",
+        "docker-proxy",
+        "runc",
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+    }
+)
+
+
+class ServiceStartError(RuntimeError):
+    """A daemon did not become ready; the message ends with the tail of its log."""
+
+
+def spawn(
+    argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a daemon detached from our session, appending its output to `log_path`."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=None if env is None else dict(env),
+        )
+
+
+def write_pid(pid_path: Path, pid: int) -> None:
+    """Write a pid file atomically, so a reader never sees a half-written pid."""
+    tmp = pid_path.with_name(pid_path.name + ".tmp")
+    tmp.write_text(f"{pid}\n")
+    tmp.replace(pid_path)
+
+
+def read_pid(pid_path: Path) -> int | None:
+    """The pid recorded in `pid_path`, or None when there is no usable pid file."""
+    try:
+        return int(pid_path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def is_alive(pid: int) -> bool:
+    """Whether `pid` still runs; a zombie counts as gone (and is reaped if it is ours)."""
+    with contextlib.suppress(ChildProcessError):
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stop(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM, wait up to `timeout`, then SIGKILL; returns once the process is gone."""
+    for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not is_alive(pid):
+                return
+            time.sleep(0.1)
+    raise RuntimeError(f"process {pid} survived SIGKILL")
+
+
+def stop_leftovers(state_dir: Path) -> None:
+    """Stop every daemon or container process still tied to `state_dir`."""
+    for pid in _pids_tied_to(state_dir):
+        stop(pid, timeout=5.0)
+
+
+def _pids_tied_to(state_dir: Path) -> list[int]:
+    root = str(state_dir.resolve())
+    names_root = re.compile(re.escape(root) + r"(?:/|\s|$)")
+    ours = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    pids = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.pid in ours:
+            continue
+        cmdline = " ".join(proc.info["cmdline"] or ())
+        is_our_daemon = proc.info["name"] in _DAEMON_NAMES and names_root.search(cmdline)
+        if is_our_daemon or _root_dir(proc.pid).startswith(root + "/"):
+            pids.append(proc.pid)
+    return pids
+
+
+def _root_dir(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/root")
+    except OSError:
+        return ""
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    what: str,
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+) -> None:
+    """Poll `ready` until it holds; fail early if `process` exits meanwhile.
+
+    Raises ServiceStartError naming `what` with the tail of `log_path`, so a test
+    that cannot get its service says why instead of timing out silently.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise ServiceStartError(
+                f"{what}: process exited with code {process.returncode}{_tail(log_path)}"
+            )
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            raise ServiceStartError(f"{what}: not ready after {timeout:.0f}s{_tail(log_path)}")
+        time.sleep(0.2)
+
+
+def log_tail(log_path: Path, lines: int = 40) -> str:
+    """The last `lines` lines of a log file, or a note that it cannot be read."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError as err:
+        return f"(no log: {err})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _tail(log_path: Path | None) -> str:
+    if log_path is None:
+        return ""
+    return f"\n--- last lines of {log_path} ---\n{log_tail(log_path)}"
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct loopback TCP ports that are free right now (all held until chosen)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def stop_pids(pids: Iterable[int | None], timeout: float = 20.0) -> None:
+    """Stop each known pid in order, ignoring the unknown ones."""
+    for pid in pids:
+        if pid is not None:
+            stop(pid, timeout)
