@@ -155,6 +155,10 @@ def render_size(value: int) -> str:
     return str(value)
 
 
+def render_number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
 def render_trigger(value: Trigger) -> Any:
     return value.cron if value.cron else {"every": units.format_duration(value.every)}
 

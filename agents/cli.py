@@ -142,9 +142,10 @@ def _policy_show(args: argparse.Namespace) -> int:
 
 
 def _node(args: argparse.Namespace) -> int:
+    policy = _with_dry_run(load_policy(args.policy), args.dry_run)
+    # Imported here so `policy check` never pays for the Docker and Kubernetes SDKs.
     from agents.node.agent import NodeOptions, run_node
 
-    policy = _with_dry_run(load_policy(args.policy), args.dry_run)
     options = NodeOptions(
         docker_host=args.docker_host or os.environ.get("DOCKER_HOST")
         or "unix:///var/run/docker.sock",
@@ -156,9 +157,9 @@ def _node(args: argparse.Namespace) -> int:
 
 
 def _cluster(args: argparse.Namespace) -> int:
+    policy = _with_dry_run(load_policy(args.policy), args.dry_run)
     from agents.cluster.tasks import ClusterOptions, run_cluster
 
-    policy = _with_dry_run(load_policy(args.policy), args.dry_run)
     options = ClusterOptions(task=args.task, kubeconfig=args.kubeconfig, context=args.context,
                              log_format=args.log_format, plan_only=args.plan_only)
     return run_cluster(policy, options)

@@ -78,8 +78,10 @@ class DiskPressure:
     enabled: bool = setting(checks.boolean, True,
                             "Evict unused images, least recently used first, on a full disk.")
     highPercent: float = setting(checks.percent, 85,
-                                 "Start evicting above this usage (kubelet: 85).")
-    lowPercent: float = setting(checks.percent, 80, "Stop evicting below this usage (kubelet: 80).")
+                                 "Start evicting above this usage (kubelet: 85).",
+                                 checks.render_number)
+    lowPercent: float = setting(checks.percent, 80, "Stop evicting below this usage (kubelet: 80).",
+                                checks.render_number)
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,8 @@ class CompletedJobs:
 
 @dataclass(frozen=True)
 class ClusterPolicy:
-    apiQPS: float = setting(checks.qps, 20, "Client-side API request rate limit (0: unlimited).")
+    apiQPS: float = setting(checks.qps, 20, "Client-side API request rate limit (0: unlimited).",
+                            checks.render_number)
     pageSize: int = setting(checks.positive_int, 500, "Objects per list page; bounds memory.")
     concurrency: int = setting(checks.positive_int, 4, "API mutations in flight at once.")
     events: bool = setting(checks.boolean, True,

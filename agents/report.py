@@ -64,7 +64,7 @@ class Reporter:
         with self._lock:
             self._counts[(action.kind, str(outcome.result))] += 1
             if action.verb in _FREES_SPACE and outcome.result in (Result.DONE, Result.PLANNED):
-                self._bytes += outcome.bytes or 0
+                self._bytes += _bytes(outcome) or 0
             self._failed += outcome.result is Result.FAILED
             self._write(line, _text_action(line))
 

@@ -14,14 +14,12 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import psutil
 
-# Daemons that may be left behind by a crashed run. A process is only ever killed
-# when it is one of these and its command line names our state directory, or when
-# its root directory lies inside the state directory (a container's process).
+# Daemons that a crashed run may leave behind; see daemons_tied_to.
 _DAEMON_NAMES = frozenset(
     {
         "dockerd",
@@ -98,32 +96,36 @@ def stop(pid: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"process {pid} survived SIGKILL")
 
 
-def stop_leftovers(state_dir: Path) -> None:
-    """Stop every daemon or container process still tied to `state_dir`."""
-    for pid in _pids_tied_to(state_dir):
-        stop(pid, timeout=5.0)
+def daemons_tied_to(state_dir: Path) -> list[int]:
+    """Our known daemons whose command line names a path in `state_dir`.
 
-
-def _pids_tied_to(state_dir: Path) -> list[int]:
-    root = str(state_dir.resolve())
-    names_root = re.compile(re.escape(root) + r"(?:/|\s|$)")
+    Only these names are considered, and never this process or its parents (a
+    `down --state-dir DIR` command names the directory too).
+    """
+    names_dir = re.compile(re.escape(str(state_dir.resolve())) + r"(?:/|\s|$)")
     ours = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    return [
+        proc.pid
+        for proc in psutil.process_iter(["name", "cmdline"])
+        if proc.pid not in ours
+        and proc.info["name"] in _DAEMON_NAMES
+        and names_dir.search(" ".join(proc.info["cmdline"] or ()))
+    ]
+
+
+def pids_in_cgroups_named(markers: Collection[str]) -> list[int]:
+    """Processes whose cgroup path contains one of `markers` (e.g. container ids)."""
+    if not markers:
+        return []
     pids = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        if proc.pid in ours:
+    for pid in psutil.pids():
+        try:
+            cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
             continue
-        cmdline = " ".join(proc.info["cmdline"] or ())
-        is_our_daemon = proc.info["name"] in _DAEMON_NAMES and names_root.search(cmdline)
-        if is_our_daemon or _root_dir(proc.pid).startswith(root + "/"):
-            pids.append(proc.pid)
+        if any(marker in cgroups for marker in markers):
+            pids.append(pid)
     return pids
-
-
-def _root_dir(pid: int) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/root")
-    except OSError:
-        return ""
 
 
 def wait_until(
@@ -179,10 +181,3 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
-
-
-def stop_pids(pids: Iterable[int | None], timeout: float = 20.0) -> None:
-    """Stop each known pid in order, ignoring the unknown ones."""
-    for pid in pids:
-        if pid is not None:
-            stop(pid, timeout)

@@ -26,7 +26,7 @@ from scripts.localenv import debian_packages
 
 BASE_IMAGE = "kubekeeper-test/busybox:base"
 _BUSYBOX = Path("/bin/busybox")
-_BASE_CHANGES = ['ENV PATH=/bin', 'CMD ["sh"]']
+_BASE_CHANGES = ["ENV PATH=/bin", 'CMD ["sh"]']
 
 
 def ensure_busybox() -> None:
@@ -169,9 +169,11 @@ def idle_container(
 ) -> Container:
     """A running container that does nothing, so its image counts as in use."""
     base_image(client)
-    return client.containers.run(
+    container = client.containers.run(
         image, ["sleep", "86400"], name=name, network_mode="none", detach=True
     )
+    container.reload()
+    return container
 
 
 def many_images(client: docker.DockerClient, repository: str, count: int) -> list[Image]:

@@ -1,0 +1,96 @@
+"""The report: one parseable JSON line per action, one summary that adds up."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from agents.actions import Action, Outcome, Result, Verb, over_cap, refused
+from agents.report import Reporter, plan_table
+
+ACTION_FIELDS = {"ts", "level", "event", "agent", "task", "node", "dry_run", "kind", "id", "name",
+                 "namespace", "action", "reason", "result", "bytes", "error"}
+SUMMARY_FIELDS = {"ts", "level", "event", "agent", "task", "node", "dry_run", "actions", "results",
+                  "counts", "bytes_reclaimed", "duration_s", "errors", "aborted", "error"}
+
+
+def image(name: str, size: int = 100) -> Action:
+    return Action("image", name, Verb.DELETE, "images.unused", "unused for 9d > 7d",
+                  id=f"sha256:{name}", bytes=size)
+
+
+def run(outcomes, **summary) -> list[dict]:
+    out = io.StringIO()
+    reporter = Reporter("node", "cleanup", dry_run=False, node="n1", stream=out)
+    for outcome in outcomes:
+        reporter.action(outcome)
+    reporter.summary(**summary)
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_every_line_is_json_with_the_documented_fields():
+    lines = run([Outcome(image("a"), Result.DONE),
+                 Outcome(image("b"), Result.FAILED, error="boom"),
+                 Outcome(image("c"), Result.SKIPPED, error="conflict: image is in use")])
+    *actions, summary = lines
+    for line in actions:
+        assert ACTION_FIELDS <= set(line)
+        assert line["event"] == "action"
+        assert line["ts"].endswith("Z") and "T" in line["ts"]
+        assert line["reason"] == "images.unused: unused for 9d > 7d"
+    assert [a["level"] for a in actions] == ["info", "error", "warning"]
+    assert set(summary) == SUMMARY_FIELDS
+    assert summary["event"] == "run.summary"
+
+
+def test_summary_counts_equal_line_counts_and_bytes_count_only_done():
+    lines = run([Outcome(image("a", 10), Result.DONE), Outcome(image("b", 20), Result.DONE),
+                 Outcome(image("c", 40), Result.FAILED, error="x"),
+                 Outcome(Action("log", "c1", Verb.REPORT, "logs.requireRotation", "no max-size"),
+                         Result.DONE)])
+    summary = lines[-1]
+    assert summary["counts"] == {"image": {"done": 2, "failed": 1}, "log": {"done": 1}}
+    assert summary["actions"] == len(lines) - 1
+    assert summary["results"] == {"done": 3, "failed": 1}
+    assert summary["bytes_reclaimed"] == 30
+    assert summary["errors"] == 1
+    assert summary["level"] == "error"
+
+
+def test_details_are_added_but_never_override_standard_fields():
+    action = Action("log", "c1", Verb.REPORT, "logs.maxFileSize", "2Gi > 100Mi",
+                    details={"path": "/var/lib/docker/x.log", "result": "sneaky"})
+    line = run([Outcome(action, Result.DONE)])[0]
+    assert line["path"] == "/var/lib/docker/x.log"
+    assert line["result"] == "done"
+
+
+def test_cap_refuses_the_whole_plan_and_says_why():
+    plan = [image(str(i)) for i in range(3)] + [
+        Action("log", "c", Verb.REPORT, "logs.requireRotation", "no max-size")]
+    reason = over_cap(plan, 2)
+    assert reason.startswith("plan has 3 deletions, more than maxDeletionsPerRun=2")
+    assert over_cap(plan, 3) is None
+    outcomes = [refused(a, reason) for a in plan]
+    assert [o.result for o in outcomes] == [Result.SKIPPED] * 3 + [Result.DONE]
+    summary = run(outcomes, aborted=reason)[-1]
+    assert summary["aborted"] == reason
+    assert summary["bytes_reclaimed"] == 0
+
+
+def test_text_format_is_readable():
+    out = io.StringIO()
+    reporter = Reporter("cluster", "jobs", dry_run=True, stream=out, fmt="text")
+    reporter.action(Outcome(Action("job", "old", Verb.DELETE, "completedJobs.succeededTTL",
+                                   "finished 3d ago > 1d", namespace="batch"), Result.PLANNED))
+    reporter.summary()
+    first, summary = out.getvalue().splitlines()
+    assert "PLANNED  delete   job batch/old" in first
+    assert "[completedJobs.succeededTTL: finished 3d ago > 1d]" in first
+    assert summary.startswith("== cluster jobs summary (dry-run): 1 planned")
+
+
+def test_plan_table_totals_bytes():
+    table = plan_table([image("a", 2**20), image("b", 2**20)])
+    assert table.splitlines()[0].split() == ["ACTION", "KIND", "NAME", "BYTES", "REASON"]
+    assert table.splitlines()[-1] == "2 actions, 2.0Mi would be reclaimed"
