@@ -34,7 +34,7 @@ def test_every_line_is_json_with_the_documented_fields():
                  Outcome(image("c"), Result.SKIPPED, error="conflict: image is in use")])
     *actions, summary = lines
     for line in actions:
-        assert ACTION_FIELDS <= set(line)
+        assert set(line) >= ACTION_FIELDS
         assert line["event"] == "action"
         assert line["ts"].endswith("Z") and "T" in line["ts"]
         assert line["reason"] == "images.unused: unused for 9d > 7d"
