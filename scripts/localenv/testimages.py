@@ -202,3 +202,15 @@ def many_containers(
 def many_volumes(client: docker.DockerClient, prefix: str, count: int) -> list[Volume]:
     """`count` named local volumes `prefix-N`."""
     return [client.volumes.create(name=f"{prefix}-{index}") for index in range(count)]
+
+
+def remove_all(client: docker.DockerClient) -> None:
+    """Remove every container (forced), image and volume, leaving an empty engine."""
+    for container in client.containers.list(all=True):
+        container.remove(force=True, v=True)
+    # Pruning unused images handles parent chains, which forced removal by id does not.
+    client.images.prune(filters={"dangling": False})
+    for image in client.images.list(all=True):
+        client.images.remove(image.id, force=True)
+    for volume in client.volumes.list():
+        volume.remove(force=True)

@@ -1,0 +1,196 @@
+"""The port to the Kubernetes API: the few calls the cluster tasks make.
+
+``KubeApi`` is the one real implementation. It sends raw JSON through the
+client's ``ApiClient`` (no model objects: a page of 500 Jobs is parsed once
+with ``json.loads`` and reduced to compact records by the inventory), counts
+every HTTP request it sends, paces them with the ``cluster.apiQPS`` token
+bucket and retries 429, 5xx and lost connections with backoff that honours
+``Retry-After``. Any other failure becomes an ``ApiError`` naming the verb,
+the resource and the namespace, which is what an admin needs to fix RBAC.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+import urllib3
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+from loguru import logger
+
+from agents.cluster.resources import Resource
+from agents.cluster.throttle import TokenBucket, retry_delay
+
+_TIMEOUT = (10, 120)
+_CONTENT_TYPES = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+}
+_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+class ApiError(Exception):
+    """A request that failed for good; ``status`` 0 means no HTTP answer at all."""
+
+    def __init__(self, status: int, message: str, verb: str, resource: Resource,
+                 namespace: str | None):
+        self.status, self.message, self.verb = status, message, verb
+        self.resource, self.namespace = resource, namespace
+        where = f"in namespace {namespace}" if namespace else "cluster-wide"
+        what = "forbidden: cannot" if status == 403 else f"{status or 'no answer'}: could not"
+        super().__init__(f"{what} {verb} {resource.plural} {where}: {message}")
+
+
+class ClusterPort(Protocol):
+    """What the inventory and the executor need from the API server."""
+
+    @property
+    def server(self) -> str: ...
+
+    def list_all(self, resource: Resource, field_selector: str | None = None,
+                 page_size: int = 500) -> Iterator[dict]: ...
+
+    def get(self, resource: Resource, namespace: str, name: str) -> dict: ...
+
+    def create(self, resource: Resource, namespace: str, body: dict,
+               dry_run: bool = False) -> dict: ...
+
+    def patch(self, resource: Resource, namespace: str, name: str, body: dict,
+              patch_type: str = "merge", dry_run: bool = False) -> dict: ...
+
+    def delete(self, resource: Resource, namespace: str, name: str,
+               preconditions: Mapping[str, str], dry_run: bool = False) -> dict: ...
+
+
+class RequestCounter:
+    """Every HTTP request sent, keyed ``"<verb> <resource>"`` (``list jobs``,
+    ``delete jobs``, ``create events``); thread-safe.
+
+    A list page, a dry-run and a retry are each one request. ``retries`` says
+    how many of the counted requests were retries. Benchmarks read ``total``
+    and ``by_request``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self.retries = 0
+
+    def add(self, request: str, retry: bool) -> None:
+        with self._lock:
+            self._counts[request] += 1
+            self.retries += retry
+
+    @property
+    def by_request(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+
+class KubeApi:
+    """``ClusterPort`` over ``kubernetes.client.ApiClient``, paced and counted."""
+
+    def __init__(self, client: ApiClient, qps: float = 0,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.client = client
+        self.counter = RequestCounter()
+        self._bucket = TokenBucket(qps, sleep=sleep)
+        self._sleep = sleep
+
+    @property
+    def server(self) -> str:
+        return self.client.configuration.host
+
+    def list_all(self, resource: Resource, field_selector: str | None = None,
+                 page_size: int = 500) -> Iterator[dict]:
+        """Every object of the resource in the cluster, one page in memory at a time."""
+        token = None
+        while True:
+            query = [("limit", page_size)] + ([("continue", token)] if token else [])
+            if field_selector:
+                query.append(("fieldSelector", field_selector))
+            page = self._send("GET", resource, None, resource.path(), query, verb="list")
+            yield from page.get("items") or ()
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+    def get(self, resource: Resource, namespace: str, name: str) -> dict:
+        return self._send("GET", resource, namespace, resource.path(namespace, name))
+
+    def create(self, resource: Resource, namespace: str, body: dict,
+               dry_run: bool = False) -> dict:
+        return self._send("POST", resource, namespace, resource.path(namespace),
+                          _dry(dry_run), body)
+
+    def patch(self, resource: Resource, namespace: str, name: str, body: dict,
+              patch_type: str = "merge", dry_run: bool = False) -> dict:
+        return self._send("PATCH", resource, namespace, resource.path(namespace, name),
+                          _dry(dry_run), body, _CONTENT_TYPES[patch_type])
+
+    def delete(self, resource: Resource, namespace: str, name: str,
+               preconditions: Mapping[str, str], dry_run: bool = False) -> dict:
+        """Delete in the background (dependents go too), only if uid/resourceVersion match."""
+        body = {"propagationPolicy": "Background", "preconditions": dict(preconditions)}
+        return self._send("DELETE", resource, namespace, resource.path(namespace, name),
+                          _dry(dry_run), body)
+
+    def _send(self, method: str, resource: Resource, namespace: str | None, path: str,
+              query: list | None = None, body: Any = None, content_type: str | None = None,
+              verb: str | None = None) -> dict:
+        verb = verb or _VERBS[method]
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        attempt = 0
+        while True:
+            self._bucket.take()
+            self.counter.add(f"{verb} {resource.plural}", retry=attempt > 0)
+            try:
+                return self._once(method, path, query, headers, body)
+            except ApiException as exc:
+                status, message, reply = exc.status, _message(exc), exc.headers
+            except urllib3.exceptions.HTTPError as exc:
+                status, message, reply = 0, f"{type(exc).__name__}: {exc}", None
+            delay = retry_delay(status, reply, attempt)
+            if delay is None:
+                raise ApiError(status, message, verb, resource, namespace)
+            logger.bind(kind=resource.kind, name=path, id="").warning(
+                "{} {} answered {}; retry {} in {:.2f}s", verb, path, status or message,
+                attempt + 1, delay)
+            self._sleep(delay)
+            attempt += 1
+
+    def _once(self, method: str, path: str, query: list | None, headers: dict,
+              body: Any) -> dict:
+        response = self.client.call_api(
+            path, method, query_params=query or [], header_params=dict(headers), body=body,
+            auth_settings=["BearerToken"], _preload_content=False,
+            _return_http_data_only=True, _request_timeout=_TIMEOUT)
+        try:
+            data = response.data
+        finally:
+            response.release_conn()
+        return json.loads(data) if data else {}
+
+
+def _dry(dry_run: bool) -> list[tuple[str, str]]:
+    return [("dryRun", "All")] if dry_run else []
+
+
+def _message(exc: ApiException) -> str:
+    """The API server's own explanation (Status.message) when it sent one."""
+    try:
+        return json.loads(exc.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason or exc.body or "").strip()

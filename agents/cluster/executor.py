@@ -1,0 +1,149 @@
+"""The only cluster code that mutates: applies actions and reports one outcome each.
+
+Mutations run on a bounded thread pool (``cluster.concurrency``); the port
+paces them with the QPS limit. Every outcome is reported as soon as it is
+known, so a run killed half-way leaves the record of what it did.
+
+- Dry-run sends each mutation with ``dryRun=All``: the result is ``planned``
+  and the API server's verdict is in the line (``verdict``).
+- 404: the object is already gone, so the result is ``done``.
+- 409: the object changed since it was listed (every mutation carries the
+  listed ``resourceVersion``); it is re-read and planned again, and the new
+  decision is carried out (at most ``MAX_REPLANS`` times).
+- Any other error (403 names verb, resource and namespace) fails that action
+  only; the run goes on.
+- Before a delete, the manifest the planner saw goes into the report line.
+- After a real patch or delete, an Event is recorded when ``cluster.events``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from types import MappingProxyType
+
+from loguru import logger
+
+from agents.actions import Action, Outcome, Result, Verb, refused
+from agents.cluster import events
+from agents.cluster.api import ApiError, ClusterPort
+from agents.cluster.resources import RESOURCES
+from agents.report import Reporter
+
+MAX_REPLANS = 3
+Replanner = Callable[[Action], "Action | None"]
+"""Re-reads an action's object and plans it again; raises ApiError (404 when gone)."""
+
+_ACCEPTED = "accepted by the API server (server-side dry run)"
+
+
+class ClusterExecutor:
+    def __init__(self, port: ClusterPort, reporter: Reporter, *, dry_run: bool, events: bool,
+                 concurrency: int, replanners: Mapping[str, Replanner],
+                 stop: threading.Event | None = None):
+        self._port, self._reporter = port, reporter
+        self._dry_run, self._events = dry_run, events
+        self._concurrency, self._replanners = concurrency, replanners
+        self._stop = stop or threading.Event()
+
+    def run(self, planned: Sequence[tuple[str, Action]], aborted: str | None = None
+            ) -> list[Outcome]:
+        """One reported outcome per (task, action), in completion order."""
+        outcomes: list[Outcome] = []
+        mutations = []
+        for task, action in planned:
+            if aborted or not action.mutates:
+                outcomes.append(self._report(task, refused(action, aborted or "")))
+            else:
+                mutations.append((task, action))
+        with ThreadPoolExecutor(self._concurrency, thread_name_prefix="mutate") as pool:
+            futures = [pool.submit(self._apply, task, action) for task, action in mutations]
+            outcomes += [f.result() for f in futures]
+        return outcomes
+
+    def _apply(self, task: str, action: Action) -> Outcome:
+        if self._stop.is_set():
+            return self._report(task, refused(action, "stopped (SIGTERM) before it started"))
+        try:
+            outcome = self._attempt(task, action)
+        except Exception as exc:  # one object's surprise must not end the run
+            logger.bind(kind=action.kind, name=action.name, id=action.id).exception(
+                "unexpected failure")
+            outcome = Outcome(action, Result.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return self._report(task, outcome)
+
+    def _attempt(self, task: str, action: Action) -> Outcome:
+        replans = 0
+        while True:
+            try:
+                self._send(action)
+            except ApiError as err:
+                if err.status != 409 or replans == MAX_REPLANS:
+                    return self._failed(action, err)
+                fresh = self._replan(task, action)
+                if isinstance(fresh, Outcome):
+                    return fresh
+                action, replans = fresh, replans + 1
+                continue
+            return self._succeeded(action, replanned=replans > 0)
+
+    def _replan(self, task: str, action: Action) -> Action | Outcome:
+        log = logger.bind(kind=action.kind, name=action.name, id=action.id)
+        log.info("409 conflict: re-reading and planning again")
+        try:
+            fresh = self._replanners[task](action)
+        except ApiError as err:
+            return self._failed(action, err)
+        if fresh is None:
+            return Outcome(action, Result.SKIPPED, error="changed since it was listed (409); "
+                           "re-read and planned again: no longer applies")
+        if not fresh.mutates:
+            return Outcome(fresh, Result.DONE, details={"replanned": True})
+        return fresh
+
+    def _send(self, action: Action) -> None:
+        resource, details = RESOURCES[action.kind], action.details
+        namespace, dry = action.namespace or "", self._dry_run
+        if action.verb is Verb.DELETE:
+            self._port.delete(resource, namespace, action.name, preconditions(action), dry)
+        elif action.verb is Verb.PATCH:
+            self._port.patch(resource, namespace, action.name, details["patch"],
+                             details["patchType"], dry)
+        elif action.verb is Verb.CREATE:
+            self._port.create(resource, namespace, details["body"], dry)
+        else:
+            raise ValueError(f"no API call for verb {action.verb}")
+
+    def _succeeded(self, action: Action, replanned: bool) -> Outcome:
+        details = {"replanned": True} if replanned else {}
+        if self._dry_run:
+            return Outcome(action, Result.PLANNED, details={**details, "verdict": _ACCEPTED})
+        if self._events:
+            events.record(self._port, action)
+        return Outcome(action, Result.DONE, details=details)
+
+    def _failed(self, action: Action, err: ApiError) -> Outcome:
+        if err.status == 404:
+            return Outcome(action, Result.DONE, details={"note": "already gone (404)"})
+        logger.bind(kind=action.kind, name=action.name, id=action.id).warning("{}", err)
+        details = {"verdict": f"rejected: {err}"} if self._dry_run else {}
+        return Outcome(action, Result.FAILED, error=str(err), details=details)
+
+    def _report(self, task: str, outcome: Outcome) -> Outcome:
+        """Write the line; a delete's manifest is shown as an object, kept as text."""
+        shown = outcome
+        manifest = outcome.action.details.get("manifest")
+        if isinstance(manifest, str):
+            shown = replace(outcome, details=MappingProxyType(
+                {**outcome.details, "manifest": json.loads(manifest)}))
+        self._reporter.action(shown, task=task)
+        return outcome
+
+
+def preconditions(action: Action) -> dict[str, str]:
+    """Delete only the object that was planned on: same uid, same resourceVersion."""
+    meta = json.loads(action.details["manifest"])["metadata"]
+    return {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}

@@ -1,0 +1,174 @@
+"""The requests task: containers without the requests (or limits) the policy requires.
+
+Policy ``cluster.resourceRequests``:
+
+- ``require``: requests every container and init container must set. A limit
+  without a request counts as set, because the API server copies the limit
+  into the missing request.
+- ``requireLimits``: limits every container must set; reported, never filled in.
+- Findings are reported against the top-level owner, never per pod: Deployments,
+  StatefulSets, DaemonSets and CronJobs (their job template) are always
+  checked; Jobs, ReplicaSets and Pods only when no controller owns them.
+  Finished bare pods are not checked.
+- ``action: report`` reports; ``limitrange`` also keeps a LimitRange
+  ``kubekeeper-defaults`` in every namespace in scope whose Container
+  ``defaultRequest`` holds the defaults of the required resources (only that
+  object is created or updated; new pods get the defaults, nothing restarts);
+  ``patch`` writes the defaults for the missing requests into the pod template
+  of Deployments, StatefulSets, DaemonSets (this causes a rollout) and CronJobs.
+  Bare Jobs, ReplicaSets and Pods cannot be patched (their pod specs are
+  immutable), so they are reported.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from agents.actions import Action, Verb
+from agents.cluster.inventory import LIMITRANGE_NAME, Inventory
+from agents.cluster.planning import act, guarded, rules_for
+from agents.cluster.records import Container, Meta
+from agents.policy import ClusterPolicy, ResourceRequests
+from agents.units import parse_quantity
+
+_TEMPLATE_PATH = {
+    "deployment": ("spec", "template", "spec"),
+    "statefulset": ("spec", "template", "spec"),
+    "daemonset": ("spec", "template", "spec"),
+    "cronjob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+_ROLLOUT = ("deployment", "statefulset", "daemonset")
+
+
+def plan(inventory: Inventory, policies: Mapping[str, ClusterPolicy],
+         now: datetime) -> list[Action]:
+    """One action per top-level owner missing something, plus the LimitRanges to write."""
+    actions = []
+    for meta, containers in _top_level(inventory):
+        rules = rules_for(meta, policies)
+        if rules is None or not rules.resourceRequests.enabled:
+            continue
+        missing = _missing(containers, rules.resourceRequests)
+        if missing:
+            actions.append(_owner_action(meta, containers, missing, rules.resourceRequests))
+    return actions + _limitranges(inventory, policies)
+
+
+def _top_level(inventory: Inventory) -> Iterator[tuple[Meta, tuple[Container, ...]]]:
+    for records in (inventory.deployment, inventory.statefulset, inventory.daemonset,
+                    inventory.cronjob):
+        yield from ((r.meta, r.containers) for r in records)
+    for records in (inventory.job, inventory.replicaset):
+        yield from ((r.meta, r.containers) for r in records if r.meta.controller is None)
+    yield from ((p.meta, p.containers) for p in inventory.pod
+                if p.meta.controller is None and p.phase not in ("Succeeded", "Failed"))
+
+
+def _missing(containers: tuple[Container, ...], rules: ResourceRequests) -> dict[str, list[str]]:
+    """Container name → the fields it lacks (``requests.cpu``, ``limits.memory``)."""
+    found = {}
+    for c in containers:
+        lacks = [f"requests.{r}" for r in rules.require
+                 if r not in c.requests and r not in c.limits]
+        lacks += [f"limits.{r}" for r in rules.requireLimits if r not in c.limits]
+        if lacks:
+            found[c.name] = lacks
+    return found
+
+
+def _owner_action(meta: Meta, containers: tuple[Container, ...], missing: dict[str, list[str]],
+                  rules: ResourceRequests) -> Action:
+    init = {c.name for c in containers if c.init}
+    why = "; ".join(f"{'init container' if name in init else 'container'} {name} lacks "
+                    f"{', '.join(fields)}" for name, fields in missing.items())
+    fill = _fill(missing, rules)
+    rule = "resourceRequests.require" if fill else "resourceRequests.requireLimits"
+    if rules.action != "patch" or not fill or meta.kind not in _TEMPLATE_PATH:
+        if rules.action == "patch" and fill:
+            why += f" (a {meta.kind}'s pod spec cannot be patched)"
+        return act(meta, Verb.REPORT, rule, why, missing=missing)
+    effect = "; a rollout restarts its pods" if meta.kind in _ROLLOUT else ""
+    return act(meta, Verb.PATCH, rule, f"{why}; filling policy defaults{effect}",
+               missing=missing, patch=guarded(meta, _template_patch(meta.kind, init, fill)),
+               patchType="strategic")
+
+
+def _fill(missing: dict[str, list[str]], rules: ResourceRequests) -> dict[str, dict[str, str]]:
+    """Container name → the default requests to add; limits are never filled in."""
+    fill = {}
+    for name, fields in missing.items():
+        wanted = {f.removeprefix("requests."): rules.defaults.for_resource(
+            f.removeprefix("requests.")) for f in fields if f.startswith("requests.")}
+        if wanted:
+            fill[name] = wanted
+    return fill
+
+
+def _template_patch(kind: str, init: set[str], fill: dict[str, dict[str, str]]) -> dict:
+    """A strategic merge patch: containers merge by name, so only the missing keys change."""
+    spec: dict[str, Any] = {}
+    for name, requests in fill.items():
+        key = "initContainers" if name in init else "containers"
+        spec.setdefault(key, []).append({"name": name, "resources": {"requests": requests}})
+    for part in reversed(_TEMPLATE_PATH[kind]):
+        spec = {part: spec}
+    return spec
+
+
+def _limitranges(inventory: Inventory, policies: Mapping[str, ClusterPolicy]) -> list[Action]:
+    existing = {r.meta.namespace: r for r in inventory.limitrange
+                if r.meta.name == LIMITRANGE_NAME}
+    actions = []
+    for namespace, rules in sorted(policies.items()):
+        requests = rules.resourceRequests
+        if not requests.enabled or requests.action != "limitrange":
+            continue
+        wanted = {r: requests.defaults.for_resource(r) for r in requests.require}
+        current = existing.get(namespace)
+        if current is None:
+            actions.append(_create_limitrange(namespace, wanted))
+        elif not current.meta.ignored:
+            action = _update_limitrange(current.meta, json.loads(current.limits), wanted)
+            actions.extend([action] if action else [])
+    return actions
+
+
+def _create_limitrange(namespace: str, wanted: dict[str, str]) -> Action:
+    body = {"apiVersion": "v1", "kind": "LimitRange",
+            "metadata": {"name": LIMITRANGE_NAME, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "kubekeeper"}},
+            "spec": {"limits": [{"type": "Container", "defaultRequest": wanted}]}}
+    return Action(kind="limitrange", name=LIMITRANGE_NAME, namespace=namespace,
+                  verb=Verb.CREATE, rule="resourceRequests.defaults",
+                  why=f"no LimitRange {LIMITRANGE_NAME}; defaultRequest {_show(wanted)}",
+                  details=MappingProxyType({"body": body}))
+
+
+def _update_limitrange(meta: Meta, limits: list[dict], wanted: dict[str, str]) -> Action | None:
+    """Rewrite only the Container item's defaultRequest; other items and fields stay."""
+    item = next((i for i in limits if i.get("type") == "Container"), None)
+    current = (item or {}).get("defaultRequest") or {}
+    if _same_quantities(current, wanted):
+        return None
+    others = [i for i in limits if i is not item]
+    updated = {**(item or {"type": "Container"}), "defaultRequest": wanted}
+    return act(meta, Verb.PATCH, "resourceRequests.defaults",
+               f"defaultRequest {_show(current) or 'unset'} differs from {_show(wanted)}",
+               patch=guarded(meta, {"spec": {"limits": [*others, updated]}}), patchType="merge")
+
+
+def _same_quantities(current: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    if set(current) != set(wanted):
+        return False
+    try:
+        return all(parse_quantity(current[k]) == parse_quantity(wanted[k]) for k in wanted)
+    except ValueError:
+        return False
+
+
+def _show(quantities: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(quantities.items()))

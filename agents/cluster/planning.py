@@ -1,0 +1,34 @@
+"""What the three cluster planners share: scope checks and building actions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from agents.actions import Action, Verb
+from agents.cluster.records import Meta
+from agents.policy import ClusterPolicy
+
+
+def rules_for(meta: Meta, policies: Mapping[str, ClusterPolicy]) -> ClusterPolicy | None:
+    """The settings for an object, or None when it is out of scope or opted out.
+
+    ``policies`` holds only the namespaces in scope (see ``inventory.scope``),
+    so this one check covers the globs, the namespace annotation and the
+    object's own ``kubekeeper/ignore: "true"``.
+    """
+    if meta.ignored:
+        return None
+    return policies.get(meta.namespace)
+
+
+def act(meta: Meta, verb: Verb, rule: str, why: str, **details: Any) -> Action:
+    return Action(kind=meta.kind, name=meta.name, verb=verb, rule=rule, why=why, id=meta.uid,
+                  namespace=meta.namespace, details=MappingProxyType(details))
+
+
+def guarded(meta: Meta, patch: dict) -> dict:
+    """A patch that applies only to the version that was planned on (else 409, re-plan)."""
+    return {**patch, "metadata": {**patch.get("metadata", {}),
+                                  "resourceVersion": meta.resource_version}}

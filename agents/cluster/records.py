@@ -1,0 +1,268 @@
+"""Compact records of Kubernetes objects: only the fields the planners read.
+
+A list page is parsed as raw JSON and each item is reduced here at once, so a
+run over 10,000 Jobs keeps a few hundred bytes per Job instead of a model
+object. The full manifest is kept (as compact JSON text, without
+``managedFields`` and ``status``) only for objects a planner may delete, since
+it goes into the report line before the deletion.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from agents.policy import IGNORE_ANNOTATION
+
+_REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+_FINISHED_PHASES = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    kind: str
+    name: str
+    uid: str
+    controller: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    created: datetime | None
+    ignored: bool
+    owners: tuple[Owner, ...]
+
+    @property
+    def controller(self) -> Owner | None:
+        return next((o for o in self.owners if o.controller), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """Which resources a container names; values are irrelevant to the checks."""
+
+    name: str
+    init: bool
+    requests: tuple[str, ...]
+    limits: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    name: str
+    ignored: bool
+    terminating: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A Deployment, StatefulSet or DaemonSet."""
+
+    meta: Meta
+    containers: tuple[Container, ...]
+    history_limit: int | None
+    revision: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSet:
+    meta: Meta
+    containers: tuple[Container, ...]
+    replicas: int
+    live_replicas: int
+    revision: int | None
+    manifest: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """A ControllerRevision: the history of a StatefulSet or DaemonSet."""
+
+    meta: Meta
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    meta: Meta
+    containers: tuple[Container, ...]
+    state: str | None
+    finished_at: datetime | None
+    ttl_set: bool
+    manifest: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CronJob:
+    meta: Meta
+    containers: tuple[Container, ...]
+    successful_limit: int
+    failed_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    meta: Meta
+    containers: tuple[Container, ...]
+    phase: str
+    finished_at: datetime | None
+    manifest: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRange:
+    meta: Meta
+    limits: str
+
+
+def parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def manifest(raw: dict) -> str:
+    """The object as it could be re-applied: no status, no managedFields."""
+    meta = {k: v for k, v in raw.get("metadata", {}).items() if k != "managedFields"}
+    body = {k: v for k, v in raw.items() if k not in ("status", "metadata")}
+    return json.dumps({**body, "metadata": meta}, separators=(",", ":"))
+
+
+def meta_of(kind: str, raw: dict) -> Meta:
+    m = raw.get("metadata") or {}
+    owners = tuple(Owner(o.get("kind", ""), o.get("name", ""), o.get("uid", ""),
+                         bool(o.get("controller"))) for o in m.get("ownerReferences") or ())
+    return Meta(kind, m.get("namespace", ""), m.get("name", ""), m.get("uid", ""),
+                m.get("resourceVersion", ""), parse_time(m.get("creationTimestamp")),
+                is_ignored(m), owners)
+
+
+def is_ignored(metadata: dict) -> bool:
+    return (metadata.get("annotations") or {}).get(IGNORE_ANNOTATION) == "true"
+
+
+def containers_of(pod_spec: dict | None) -> tuple[Container, ...]:
+    spec = pod_spec or {}
+    return tuple(Container(c.get("name", ""), init, *_resource_names(c.get("resources")))
+                 for init, key in ((False, "containers"), (True, "initContainers"))
+                 for c in spec.get(key) or ())
+
+
+def _resource_names(resources: dict | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    resources = resources or {}
+    return (tuple(sorted(resources.get("requests") or ())),
+            tuple(sorted(resources.get("limits") or ())))
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def namespace(raw: dict) -> Namespace:
+    m = raw.get("metadata") or {}
+    phase = (raw.get("status") or {}).get("phase")
+    return Namespace(m.get("name", ""), is_ignored(m), phase == "Terminating")
+
+
+def workload(kind: str) -> Callable[[dict], Workload]:
+    def parse(raw: dict) -> Workload:
+        meta = meta_of(kind, raw)
+        spec = raw.get("spec") or {}
+        annotations = (raw.get("metadata") or {}).get("annotations") or {}
+        return Workload(meta, containers_of((spec.get("template") or {}).get("spec")),
+                        _int(spec.get("revisionHistoryLimit")),
+                        _int(annotations.get(_REVISION_ANNOTATION)))
+    return parse
+
+
+def replicaset(raw: dict) -> ReplicaSet:
+    meta = meta_of("replicaset", raw)
+    spec, status = raw.get("spec") or {}, raw.get("status") or {}
+    replicas, live = _int(spec.get("replicas")) or 0, _int(status.get("replicas")) or 0
+    annotations = (raw.get("metadata") or {}).get("annotations") or {}
+    deletable = not meta.owners and replicas == 0 and live == 0
+    return ReplicaSet(meta, containers_of((spec.get("template") or {}).get("spec")), replicas,
+                      live, _int(annotations.get(_REVISION_ANNOTATION)),
+                      manifest(raw) if deletable else None)
+
+
+def revision(raw: dict) -> Revision:
+    return Revision(meta_of("controllerrevision", raw), _int(raw.get("revision")) or 0)
+
+
+def job(raw: dict) -> Job:
+    meta = meta_of("job", raw)
+    spec, status = raw.get("spec") or {}, raw.get("status") or {}
+    state, finished_at = _job_finish(status)
+    ttl_set = spec.get("ttlSecondsAfterFinished") is not None
+    containers = containers_of((spec.get("template") or {}).get("spec"))
+    keep_manifest = state is not None and not ttl_set
+    return Job(meta, containers, state, finished_at, ttl_set,
+               manifest(raw) if keep_manifest else None)
+
+
+def _job_finish(status: dict) -> tuple[str | None, datetime | None]:
+    """Complete or Failed, and when: completionTime, else the condition's transition time."""
+    for condition in status.get("conditions") or ():
+        kind = condition.get("type")
+        if kind in ("Complete", "Failed") and condition.get("status") == "True":
+            when = status.get("completionTime") if kind == "Complete" else None
+            return kind, parse_time(when or condition.get("lastTransitionTime"))
+    return None, None
+
+
+def cronjob(raw: dict) -> CronJob:
+    spec = raw.get("spec") or {}
+    template = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
+    successful = _int(spec.get("successfulJobsHistoryLimit"))
+    failed = _int(spec.get("failedJobsHistoryLimit"))
+    return CronJob(meta_of("cronjob", raw), containers_of(template.get("spec")),
+                   3 if successful is None else successful, 1 if failed is None else failed)
+
+
+def pod(raw: dict) -> Pod:
+    meta = meta_of("pod", raw)
+    status = raw.get("status") or {}
+    phase = status.get("phase") or ""
+    finished = phase in _FINISHED_PHASES
+    return Pod(meta, containers_of(raw.get("spec")), phase,
+               _pod_finish(status, meta) if finished else None,
+               manifest(raw) if finished and not meta.owners else None)
+
+
+def _pod_finish(status: dict, meta: Meta) -> datetime | None:
+    """The last container's finishedAt; without one, the pod's start or creation."""
+    ends = [parse_time(terminated.get("finishedAt"))
+            for key in ("containerStatuses", "initContainerStatuses")
+            for s in status.get(key) or ()
+            if (terminated := (s.get("state") or {}).get("terminated"))]
+    ends = [e for e in ends if e]
+    return max(ends) if ends else parse_time(status.get("startTime")) or meta.created
+
+
+def limitrange(raw: dict) -> LimitRange:
+    limits = (raw.get("spec") or {}).get("limits") or []
+    return LimitRange(meta_of("limitrange", raw), json.dumps(limits, separators=(",", ":")))
+
+
+PARSERS: dict[str, Callable[[dict], Any]] = {
+    "namespace": namespace,
+    "deployment": workload("deployment"),
+    "statefulset": workload("statefulset"),
+    "daemonset": workload("daemonset"),
+    "replicaset": replicaset,
+    "controllerrevision": revision,
+    "job": job,
+    "cronjob": cronjob,
+    "pod": pod,
+    "limitrange": limitrange,
+}

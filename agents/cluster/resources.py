@@ -1,0 +1,47 @@
+"""The Kubernetes resources the cluster tasks read and change, by report kind.
+
+One table maps the report's lower-case kind (``deployment``) to the API path,
+so the inventory, the executor and the events all build URLs the same way and
+the RBAC manifests can be checked against a single list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    api_kind: str
+    prefix: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return self.prefix.removeprefix("/apis/").removeprefix("/api/")
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        """Cluster-wide collection without ``namespace``; one object with both."""
+        where = f"/namespaces/{quote(namespace, safe='')}" if namespace else ""
+        what = f"/{quote(name, safe='')}" if name else ""
+        return f"{self.prefix}{where}/{self.plural}{what}"
+
+
+_CORE, _APPS, _BATCH = "/api/v1", "/apis/apps/v1", "/apis/batch/v1"
+
+RESOURCES: dict[str, Resource] = {r.kind: r for r in (
+    Resource("namespace", "Namespace", _CORE, "namespaces", namespaced=False),
+    Resource("pod", "Pod", _CORE, "pods"),
+    Resource("limitrange", "LimitRange", _CORE, "limitranges"),
+    Resource("event", "Event", _CORE, "events"),
+    Resource("deployment", "Deployment", _APPS, "deployments"),
+    Resource("statefulset", "StatefulSet", _APPS, "statefulsets"),
+    Resource("daemonset", "DaemonSet", _APPS, "daemonsets"),
+    Resource("replicaset", "ReplicaSet", _APPS, "replicasets"),
+    Resource("controllerrevision", "ControllerRevision", _APPS, "controllerrevisions"),
+    Resource("job", "Job", _BATCH, "jobs"),
+    Resource("cronjob", "CronJob", _BATCH, "cronjobs"),
+)}

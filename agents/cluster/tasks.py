@@ -1,0 +1,177 @@
+"""``kubekeeper cluster run|plan TASK``: one run of requests, revisions, jobs or all.
+
+A run lists the namespaces, works out the effective policy of each one in
+scope, lists every kind its tasks need once (cluster-wide, paginated), plans
+each task purely, checks the deletion cap over the whole plan and hands the
+plan to the executor. ``all`` is one run with one ``run.summary``; every
+action line names its task.
+
+Benchmarks and tests that need the request counter call ``run_tasks`` with
+a port from ``connection.connect`` and read ``port.counter`` afterwards.
+"""
+
+from __future__ import annotations
+
+import io
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from agents import errors
+from agents.actions import Action, Outcome, Result, over_cap
+from agents.cluster import inventory, plan_jobs, plan_requests, plan_revisions, records
+from agents.cluster.api import ApiError, ClusterPort
+from agents.cluster.connection import SERVICE, connect
+from agents.cluster.executor import ClusterExecutor, Replanner
+from agents.cluster.inventory import Inventory
+from agents.cluster.resources import RESOURCES
+from agents.policy import ClusterPolicy, Policy
+from agents.report import Reporter, choose_format, plan_table
+
+Planner = Callable[[Inventory, Mapping[str, ClusterPolicy], datetime], list[Action]]
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    task: str
+    kubeconfig: str | None = None
+    context: str | None = None
+    log_format: str = "auto"
+    plan_only: bool = False
+
+
+@dataclass(frozen=True)
+class _Task:
+    plan: Planner
+    kinds: Callable[[Mapping[str, ClusterPolicy]], tuple[str, ...]]
+
+
+def _requests_kinds(policies: Mapping[str, ClusterPolicy]) -> tuple[str, ...]:
+    rules = [p.resourceRequests for p in policies.values() if p.resourceRequests.enabled]
+    if not rules:
+        return ()
+    limitranges = any(r.action == "limitrange" for r in rules)
+    return ("deployment", "statefulset", "daemonset", "cronjob", "job", "replicaset", "pod",
+            *(("limitrange",) if limitranges else ()))
+
+
+def _revisions_kinds(policies: Mapping[str, ClusterPolicy]) -> tuple[str, ...]:
+    if not any(p.revisionHistory.enabled for p in policies.values()):
+        return ()
+    return ("deployment", "statefulset", "daemonset", "replicaset", "controllerrevision")
+
+
+def _jobs_kinds(policies: Mapping[str, ClusterPolicy]) -> tuple[str, ...]:
+    rules = [p.completedJobs for p in policies.values() if p.completedJobs.enabled]
+    if not rules:
+        return ()
+    return ("job", "cronjob", *(("pod",) if any(r.orphanPods for r in rules) else ()))
+
+
+TASKS: dict[str, _Task] = {
+    "requests": _Task(plan_requests.plan, _requests_kinds),
+    "revisions": _Task(plan_revisions.plan, _revisions_kinds),
+    "jobs": _Task(plan_jobs.plan, _jobs_kinds),
+}
+
+
+def run_cluster(policy: Policy, options: ClusterOptions) -> int:
+    """The CLI entry point: connect, run once, return the exit code (0, 1; 3 by raising)."""
+    api = connect(options.kubeconfig, options.context, policy.cluster)
+    stop = threading.Event()
+    with _sigterm_sets(stop):
+        summary = run_tasks(api, policy, options.task, plan_only=options.plan_only,
+                            fmt=choose_format(options.log_format, sys.stdout), stop=stop)
+    return errors.exit_code([summary])
+
+
+def run_tasks(port: ClusterPort, policy: Policy, task: str, *, plan_only: bool = False,
+              fmt: str = "json", stream: IO[str] | None = None, now: datetime | None = None,
+              stop: threading.Event | None = None) -> dict[str, Any]:
+    """One run; returns the summary line. Raises ``Unreachable`` if the first list gets
+    no answer at all."""
+    stream = stream or sys.stdout
+    names = tuple(TASKS) if task == "all" else (task,)
+    table = plan_only and fmt == "text"
+    sink = io.StringIO() if table else stream
+    reporter = Reporter("cluster", task, policy.dryRun or plan_only, stream=sink, fmt=fmt)
+    try:
+        namespaces = inventory.list_namespaces(port, policy.cluster.pageSize)
+    except ApiError as exc:
+        if exc.status == 0:
+            raise errors.Unreachable(SERVICE, port.server, exc.message) from exc
+        return reporter.summary(error=str(exc))
+    policies = inventory.scope(policy, namespaces)
+    planned, problems, fresh = _plan(port, policy, names, policies, now or datetime.now(UTC))
+    aborted = over_cap([a for _, a in planned], policy.maxDeletionsPerRun)
+    executor = ClusterExecutor(
+        port, reporter, dry_run=reporter.dry_run, events=policy.cluster.events,
+        concurrency=policy.cluster.concurrency, replanners=fresh, stop=stop)
+    outcomes = executor.run(planned, aborted)
+    mark = sink.tell()
+    summary = reporter.summary(aborted=aborted, error="; ".join(problems) or None)
+    if table:
+        stream.write(plan_table(_annotated(o) for o in outcomes) + "\n")
+        stream.write(sink.getvalue()[mark:])
+    return summary
+
+
+def _plan(port: ClusterPort, policy: Policy, names: Sequence[str],
+          policies: Mapping[str, ClusterPolicy], now: datetime
+          ) -> tuple[list[tuple[str, Action]], list[str], dict[str, Replanner]]:
+    """The plan of every task, the tasks that could not plan, and how to re-plan each."""
+    needs = {name: TASKS[name].kinds(policies) for name in names}
+    kinds = list(dict.fromkeys(k for name in names for k in needs[name]))
+    selectors = inventory.limitrange_selector()
+    if "pod" in needs.get("jobs", ()) and "pod" not in needs.get("requests", ()):
+        selectors |= inventory.finished_pods_only()
+    snapshot, failures = inventory.collect(port, kinds, policies, policy.cluster.pageSize,
+                                           selectors)
+    planned, problems, replanners = [], [], {}
+    for name in names:
+        failed = [str(failures[k]) for k in needs[name] if k in failures]
+        if failed:
+            problems.append(f"{name}: cannot plan: {failed[0]}")
+            continue
+        plan = TASKS[name].plan
+        planned += [(name, a) for a in plan(snapshot, policies, now)]
+        replanners[name] = _replanner(port, plan, snapshot, policies, now)
+    return planned, problems, replanners
+
+
+def _replanner(port: ClusterPort, plan: Planner, snapshot: Inventory,
+               policies: Mapping[str, ClusterPolicy], now: datetime) -> Replanner:
+    """Re-read one object after a 409 and decide again with everything else unchanged."""
+    def replan(action: Action) -> Action | None:
+        raw = port.get(RESOURCES[action.kind], action.namespace or "", action.name)
+        fresh = snapshot.with_record(records.PARSERS[action.kind](raw))
+        same = (action.kind, action.namespace, action.name)
+        return next((a for a in plan(fresh, policies, now)
+                     if (a.kind, a.namespace, a.name) == same), None)
+    return replan
+
+
+def _annotated(outcome: Outcome) -> Action:
+    """The plan table's row: the action, with the API server's objection if it had one."""
+    action = outcome.action
+    if outcome.result is Result.FAILED or outcome.result is Result.SKIPPED:
+        return replace(action, why=f"{action.why} [{outcome.result}: {outcome.error}]")
+    return action
+
+
+@contextmanager
+def _sigterm_sets(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM lets the requests in flight finish, skips the rest, and the summary is written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,139 @@
+"""The handful of Docker Engine calls the node agent makes, behind one small port.
+
+The real implementation wraps ``docker.APIClient`` and returns the Engine API's
+JSON as plain dicts.  It translates the SDK's failures into the four
+exceptions below, so the executor decides on meaning (gone, conflict, Docker
+down) rather than on SDK types, and the in-memory fake used by unit tests
+speaks the same language.  Removals never force: a conflict is Docker telling
+us the object became needed, and the caller skips it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+
+_T = TypeVar("_T")
+_FINISHED = ["exited", "dead", "created"]
+
+
+class DockerError(Exception):
+    """Docker answered with an error that is not one of the cases below."""
+
+
+class Gone(DockerError):
+    """404: the object no longer exists (someone else removed it)."""
+
+
+class Conflict(DockerError):
+    """409: the object is in use (or became so after planning); never forced."""
+
+
+class DockerDown(DockerError):
+    """No answer from the Engine: refused, reset, or the socket is missing."""
+
+
+class DockerPort(Protocol):
+    endpoint: str
+
+    def info(self) -> dict[str, Any]: ...
+
+    def containers(self, finished_with_size: bool = False) -> list[dict[str, Any]]:
+        """All containers; or only exited/dead/created ones, with ``SizeRw``."""
+        ...
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]: ...
+
+    def images(self) -> list[dict[str, Any]]:
+        """All images, intermediate ones included (their ``ParentId`` chains matter)."""
+        ...
+
+    def inspect_image(self, image_id: str) -> dict[str, Any]: ...
+
+    def volumes(self) -> list[dict[str, Any]]: ...
+
+    def remove_container(self, container_id: str) -> None:
+        """Remove with its anonymous volumes (``docker rm -v``), never forced."""
+        ...
+
+    def untag_image(self, reference: str) -> None:
+        """Remove one ``repo:tag`` or ``repo@digest`` reference, never forced."""
+        ...
+
+    def remove_image(self, image_id: str) -> None:
+        """Remove by id, never forced, without pruning untagged parents."""
+        ...
+
+    def remove_volume(self, name: str) -> None: ...
+
+
+class EnginePort:
+    """``DockerPort`` on the SDK's low-level client; one instance per run."""
+
+    def __init__(self, endpoint: str, pool_size: int = 10, timeout: int = 120):
+        self.endpoint = endpoint
+        self._api: docker.APIClient = _call(lambda: docker.APIClient(
+            base_url=endpoint, version="auto", timeout=timeout, max_pool_size=pool_size))
+
+    def info(self) -> dict[str, Any]:
+        return _call(self._api.info)
+
+    def containers(self, finished_with_size: bool = False) -> list[dict[str, Any]]:
+        if finished_with_size:
+            return _call(lambda: self._api.containers(
+                all=True, size=True, filters={"status": _FINISHED}))
+        return _call(lambda: self._api.containers(all=True))
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        return _call(lambda: self._api.inspect_container(container_id))
+
+    def images(self) -> list[dict[str, Any]]:
+        return _call(lambda: self._api.images(all=True))
+
+    def inspect_image(self, image_id: str) -> dict[str, Any]:
+        return _call(lambda: self._api.inspect_image(image_id))
+
+    def volumes(self) -> list[dict[str, Any]]:
+        return _call(lambda: self._api.volumes().get("Volumes") or [])
+
+    def remove_container(self, container_id: str) -> None:
+        _call(lambda: self._api.remove_container(container_id, v=True, force=False))
+
+    def untag_image(self, reference: str) -> None:
+        _call(lambda: self._api.remove_image(reference, force=False, noprune=True))
+
+    def remove_image(self, image_id: str) -> None:
+        _call(lambda: self._api.remove_image(image_id, force=False, noprune=True))
+
+    def remove_volume(self, name: str) -> None:
+        _call(lambda: self._api.remove_volume(name, force=False))
+
+    def close(self) -> None:
+        self._api.close()
+
+
+def _call(request: Callable[[], _T]) -> _T:
+    """Run one SDK call, translating its failures into this module's exceptions."""
+    try:
+        return request()
+    except docker.errors.NotFound as exc:
+        raise Gone(_explain(exc)) from exc
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:
+            raise Conflict(_explain(exc)) from exc
+        raise DockerError(_explain(exc)) from exc
+    except requests.exceptions.ConnectionError as exc:
+        raise DockerDown(str(exc)) from exc
+    except docker.errors.DockerException as exc:
+        # The client raises this when version negotiation finds no daemon.
+        raise DockerDown(str(exc)) from exc
+    except requests.exceptions.RequestException as exc:
+        raise DockerError(str(exc)) from exc
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc)

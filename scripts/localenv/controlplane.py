@@ -1,0 +1,332 @@
+"""A local Kubernetes control plane for tests: etcd, kube-apiserver, kube-controller-manager.
+
+All three listen on 127.0.0.1 only, on ports free at start, with a fresh PKI in
+the state directory. There is no scheduler and no kubelet, so pods stay Pending;
+the controllers kubekeeper's cluster agent relies on (deployments, replica sets,
+jobs, cron jobs, garbage collection, namespaces, service accounts) do run.
+
+Command line: `python -m scripts.localenv.controlplane up|down [--state-dir DIR]`;
+`up` prints `export KUBECONFIG=...` for `eval`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from scripts.localenv import certificates, processes
+
+_BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "controlplane" / "build"
+_DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager")
+_CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "job-controller",
+    "cronjob-controller",
+    "garbage-collector-controller",
+    "ttl-after-finished-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    # Not asked for by tests directly, but they make namespaces and RBAC look like
+    # a real cluster's: kube-root-ca.crt in every namespace, aggregated admin/edit/view.
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+)
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    """Where a running control plane lives and how to reach it as cluster admin."""
+
+    state_dir: Path
+    binaries: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig (group system:masters), credentials embedded."""
+        return self.state_dir / "admin.kubeconfig"
+
+    @property
+    def server(self) -> str:
+        """The API server's https URL, as written in the kubeconfig."""
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        return config["clusters"][0]["cluster"]["server"]
+
+    @property
+    def kubectl(self) -> Path:
+        """The kubectl built with the servers, so client and server versions match."""
+        return self.binaries / "kubectl"
+
+    def run_kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this control plane; raises on failure unless `check` is False."""
+        return subprocess.run(
+            [str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=check,
+        )
+
+
+def default_state_dir() -> Path:
+    """`$KUBEKEEPER_STATE/controlplane`, shared by the shell entry points."""
+    return Path(os.environ.get("KUBEKEEPER_STATE", "/tmp/kubekeeper-localenv")) / "controlplane"
+
+
+@cache
+def binaries_dir() -> Path:
+    """The directory of the four binaries, built by tests/controlplane/build if missing.
+
+    The build's progress goes to our stderr (minutes when cold; instant when cached).
+    """
+    result = subprocess.run(
+        [str(_BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False, env=_go_env()
+    )
+    if result.returncode != 0:
+        raise processes.ServiceStartError(
+            f"{_BUILD_SCRIPT} failed with exit code {result.returncode}; its output is on stderr"
+        )
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def kubectl_path() -> Path:
+    """kubectl v1.37.2 from the build cache, for tests that apply manifests."""
+    return binaries_dir() / "kubectl"
+
+
+def _go_env() -> dict[str, str]:
+    """The environment with /usr/local/go/bin on PATH, where Debian machines here keep Go."""
+    path = os.environ.get("PATH", "")
+    if Path("/usr/local/go/bin").is_dir():
+        path = f"/usr/local/go/bin:{path}"
+    return {**os.environ, "PATH": path}
+
+
+def start(state_dir: Path) -> ControlPlane:
+    """Start a control plane in `state_dir`, or reuse the one already running there.
+
+    Returns once the API server is ready and the controllers have created the
+    default ServiceAccount. Raises ServiceStartError with the failing daemon's log
+    tail; whatever was started is stopped again first.
+    """
+    plane = ControlPlane(state_dir.resolve(), binaries_dir())
+    if _is_running(plane):
+        return plane
+    _wipe(plane.state_dir)
+    plane.state_dir.mkdir(mode=0o700, parents=True)
+    pki = certificates.create(plane.state_dir / "pki")
+    etcd_port, peer_port, apiserver_port = processes.free_ports(3)
+    server = f"https://127.0.0.1:{apiserver_port}"
+    _write_kubeconfig(plane.kubeconfig, server, pki, "admin")
+    _write_kubeconfig(
+        plane.state_dir / "controller-manager.kubeconfig", server, pki, "controller-manager"
+    )
+    try:
+        _start_etcd(plane, etcd_port, peer_port)
+        _start_apiserver(plane, pki, etcd_port, apiserver_port)
+        _start_controller_manager(plane, pki)
+    except processes.ServiceStartError:
+        _wipe(plane.state_dir, keep_logs=True)
+        raise
+    return plane
+
+
+def stop(state_dir: Path) -> None:
+    """Stop the control plane in `state_dir` and remove the directory; no-op if gone."""
+    _wipe(state_dir.resolve())
+
+
+def _start_etcd(plane: ControlPlane, port: int, peer_port: int) -> None:
+    client_url, peer_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer_port}"
+    _spawn(
+        plane,
+        "etcd",
+        "--name=kubekeeper-test",
+        f"--data-dir={plane.state_dir / 'etcd-data'}",
+        f"--listen-client-urls={client_url}",
+        f"--advertise-client-urls={client_url}",
+        f"--listen-peer-urls={peer_url}",
+        f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=kubekeeper-test={peer_url}",
+        # Test data is disposable; skipping fsync makes every API write much faster.
+        "--unsafe-no-fsync=true",
+        timeout=30.0,
+        ready=lambda: _http_ok(f"{client_url}/health"),
+    )
+
+
+def _start_apiserver(plane: ControlPlane, pki: certificates.Pki, etcd_port: int, port: int) -> None:
+    _spawn(
+        plane,
+        "kube-apiserver",
+        f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        # The endpoint reconciler rejects loopback addresses, and nothing here needs
+        # the kubernetes Service to have endpoints.
+        "--endpoint-reconciler-type=none",
+        f"--secure-port={port}",
+        f"--tls-cert-file={pki.cert('apiserver')}",
+        f"--tls-private-key-file={pki.key('apiserver')}",
+        f"--client-ca-file={pki.cert('ca')}",
+        "--authorization-mode=Node,RBAC",
+        f"--service-account-key-file={pki.service_account_public_key}",
+        f"--service-account-signing-key-file={pki.key('service-account')}",
+        "--service-account-issuer=https://kubernetes.default.svc",
+        "--service-cluster-ip-range=10.0.0.0/24",
+        timeout=120.0,
+        ready=lambda: _https_ok(f"https://127.0.0.1:{port}/readyz", pki),
+    )
+
+
+def _start_controller_manager(plane: ControlPlane, pki: certificates.Pki) -> None:
+    server = plane.server
+    _spawn(
+        plane,
+        "kube-controller-manager",
+        f"--kubeconfig={plane.state_dir / 'controller-manager.kubeconfig'}",
+        f"--controllers={','.join(_CONTROLLERS)}",
+        f"--service-account-private-key-file={pki.key('service-account')}",
+        f"--root-ca-file={pki.cert('ca')}",
+        "--use-service-account-credentials=true",
+        "--leader-elect=false",
+        # No metrics or health endpoint: readiness is proven by the controllers' work.
+        "--secure-port=0",
+        timeout=90.0,
+        ready=lambda: _https_ok(f"{server}/api/v1/namespaces/default/serviceaccounts/default", pki),
+    )
+
+
+def _spawn(
+    plane: ControlPlane, name: str, *args: str, timeout: float, ready: Callable[[], bool]
+) -> None:
+    log_path = plane.state_dir / f"{name}.log"
+    process = processes.spawn([str(plane.binaries / name), *args], log_path)
+    processes.write_pid(plane.state_dir / f"{name}.pid", process.pid)
+    processes.wait_until(ready, what=name, timeout=timeout, process=process, log_path=log_path)
+
+
+def _is_running(plane: ControlPlane) -> bool:
+    if not plane.kubeconfig.exists():
+        return False
+    for name in _DAEMONS:
+        pid = processes.read_pid(plane.state_dir / f"{name}.pid")
+        if pid is None or not processes.is_alive(pid):
+            return False
+    return _https_ok(f"{plane.server}/readyz", certificates.Pki(plane.state_dir / "pki"))
+
+
+def _wipe(state_dir: Path, keep_logs: bool = False) -> None:
+    """Stop the daemons (controllers first, etcd last) and delete the state.
+
+    With `keep_logs`, the *.log files stay so a failed start can still be read.
+    """
+    for name in reversed(_DAEMONS):
+        pid = processes.read_pid(state_dir / f"{name}.pid")
+        if pid is not None and processes.is_alive(pid):
+            processes.stop(pid, timeout=10.0)
+    for pid in processes.daemons_tied_to(state_dir):
+        processes.stop(pid, timeout=10.0)
+    if not state_dir.exists():
+        return
+    if not keep_logs:
+        shutil.rmtree(state_dir)
+        return
+    for entry in state_dir.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        elif entry.suffix != ".log":
+            entry.unlink()
+
+
+def _write_kubeconfig(path: Path, server: str, pki: certificates.Pki, user: str) -> None:
+    def data(file: Path) -> str:
+        return base64.b64encode(file.read_bytes()).decode()
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "kubekeeper-test",
+                "cluster": {"server": server, "certificate-authority-data": data(pki.cert("ca"))},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate-data": data(pki.cert(user)),
+                    "client-key-data": data(pki.key(user)),
+                },
+            }
+        ],
+        "contexts": [
+            {"name": "kubekeeper-test", "context": {"cluster": "kubekeeper-test", "user": user}}
+        ],
+        "current-context": "kubekeeper-test",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+
+
+def _http_ok(url: str) -> bool:
+    return _get_ok(url, None)
+
+
+def _https_ok(url: str, pki: certificates.Pki) -> bool:
+    context = ssl.create_default_context(cafile=pki.cert("ca"))
+    context.load_cert_chain(pki.cert("admin"), pki.key("admin"))
+    return _get_ok(url, context)
+
+
+def _get_ok(url: str, context: ssl.SSLContext | None) -> bool:
+    # No proxy: the services are on loopback, and an HTTPS_PROXY must not intercept them.
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
+    with (
+        contextlib.suppress(urllib.error.URLError, OSError),
+        opener.open(url, timeout=5) as response,
+    ):
+        return response.status == 200
+    return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`up` prints the KUBECONFIG export line; `down` stops and wipes the control plane."""
+    parser = argparse.ArgumentParser(prog="controlplane", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["up", "down"])
+    parser.add_argument("--state-dir", type=Path, default=default_state_dir())
+    args = parser.parse_args(argv)
+    if args.action == "down":
+        stop(args.state_dir)
+        return 0
+    try:
+        plane = start(args.state_dir)
+    except processes.ServiceStartError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"export KUBECONFIG={plane.kubeconfig}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Fixtures for the real services integration tests run against.
+
+Both services start lazily, once per session, only when a test asks for them, so
+unit tests never start anything. A service that cannot start fails the test with
+the reason and its log tail; it is never skipped, locally or in CI.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import docker
+import kubernetes
+import pytest
+from kubernetes.client import ApiClient, CoreV1Api, V1Namespace, V1ObjectMeta
+from kubernetes.client.exceptions import ApiException
+
+from scripts.localenv import controlplane, dockerd, testimages
+from scripts.localenv.controlplane import ControlPlane
+from scripts.localenv.dockerd import DockerEngine
+from tests.polling import wait_for
+
+S = TypeVar("S")
+
+
+def _run_service(
+    what: str, start: Callable[[Path], S], stop: Callable[[Path], None], prefix: str
+) -> Iterator[S]:
+    """Start a service in a fresh dir under /tmp, yield it, stop it and remove the dir.
+
+    The dir sits directly under /tmp because containerd puts unix sockets below
+    it, and their paths must stay short.
+    """
+    state_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    failure = None
+    try:
+        service = start(state_dir)
+    except Exception as err:
+        failure = f"{what} did not start: {err}"
+        try:
+            stop(state_dir)
+        except Exception as cleanup_err:
+            failure += f"\n(cleaning up {state_dir} failed too: {cleanup_err})"
+    if failure is not None:
+        # Outside the except block, so the report shows the reason once, unchained.
+        pytest.fail(failure, pytrace=False)
+    try:
+        yield service
+    finally:
+        stop(state_dir)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    """A private dockerd for this session, with `.base_url`, `.client()` and `.data_root`."""
+    yield from _run_service("the private Docker engine", dockerd.start, dockerd.stop, "kk-docker-")
+
+
+@pytest.fixture
+def clean_docker(docker_engine: DockerEngine) -> DockerEngine:
+    """The session's engine, emptied of all containers, images and volumes."""
+    client = docker_engine.client()
+    try:
+        testimages.remove_all(client)
+    finally:
+        client.close()
+    return docker_engine
+
+
+@pytest.fixture
+def docker_client(clean_docker: DockerEngine) -> Iterator[docker.DockerClient]:
+    """An SDK client for an emptied engine; tests build the images they need."""
+    client = clean_docker.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver and kube-controller-manager for this session, on loopback.
+
+    Gives `.kubeconfig`, `.server`, `.kubectl` and `.run_kubectl(*args)`.
+    """
+    yield from _run_service(
+        "the local control plane", controlplane.start, controlplane.stop, "kk-cp-"
+    )
+
+
+@pytest.fixture
+def kube_api(control_plane: ControlPlane) -> Iterator[ApiClient]:
+    """A Kubernetes API client with the admin kubeconfig (group system:masters)."""
+    client = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(kube_api: ApiClient) -> Iterator[str]:
+    """A new, uniquely named namespace, deleted after the test.
+
+    It is handed over only once its default ServiceAccount exists, since until
+    then the API server rejects pods (and so Jobs and Deployments make none).
+    """
+    core = CoreV1Api(kube_api)
+    name = f"kk-test-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name)))
+    wait_for(
+        lambda: (
+            core.list_namespaced_service_account(name, field_selector="metadata.name=default").items
+        ),
+        what=f"the default ServiceAccount in namespace {name}",
+    )
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException as err:
+        if err.status != 404:
+            raise

@@ -1,0 +1,92 @@
+"""What the issue asks of the rendered DaemonSet and CronJobs, field by field.
+
+Admission (Pod Security) and RBAC are proven against the API server elsewhere;
+these checks catch the settings no server rejects when they are missing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from scripts.localenv.controlplane import ControlPlane
+from tests import installation
+from tests.installation import TASKS, find
+
+
+@pytest.fixture(scope="module")
+def docs(control_plane: ControlPlane) -> list[dict]:
+    return installation.rendered(control_plane)
+
+
+def _hardened(container: dict) -> None:
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    for kind in ("requests", "limits"):
+        assert set(container["resources"][kind]) == {"cpu", "memory"}
+    assert {"name": "KUBEKEEPER_POLICY", "value": "/etc/kubekeeper/policies.yaml"} \
+        in container["env"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/etc/kubekeeper"] == {"name": "policy", "mountPath": "/etc/kubekeeper",
+                                         "readOnly": True}
+    assert "--log-format=json" in container["args"]
+
+
+def test_daemonset_runs_the_node_daemon_on_every_node(docs: list[dict]) -> None:
+    spec = find(docs, "DaemonSet", "kubekeeper-node")["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    _hardened(container)
+    assert container["args"][:2] == ["node", "run"] and "--once" not in container["args"]
+    assert "--host-root=/host" in container["args"]
+    assert spec["tolerations"] == [{"operator": "Exists"}]
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["securityContext"]["runAsUser"] == 0
+    assert spec["automountServiceAccountToken"] is False
+
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert env["DOCKER_HOST"]["value"] == "unix:///var/run/docker.sock"
+
+    probe = container["livenessProbe"]["httpGet"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert probe["path"] == "/healthz"
+    assert f"--health-port={ports[probe['port']]}" in container["args"]
+
+
+def test_daemonset_mounts_docker_and_logs_read_only_except_the_socket(docs: list[dict]) -> None:
+    spec = find(docs, "DaemonSet", "kubekeeper-node")["spec"]["template"]["spec"]
+    host = {v["name"]: v["hostPath"] for v in spec["volumes"] if "hostPath" in v}
+    mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+    expected = {
+        "docker-socket": ("/var/run/docker.sock", "/var/run/docker.sock", False),
+        "docker-root": ("/var/lib/docker", "/host/var/lib/docker", True),
+        "var-log": ("/var/log", "/host/var/log", True),
+        "docker-config": ("/etc/docker", "/host/etc/docker", True),
+    }
+    assert set(host) == set(expected)
+    for name, (host_path, mount_path, read_only) in expected.items():
+        assert host[name]["path"] == host_path
+        assert mounts[name]["mountPath"] == mount_path
+        assert mounts[name].get("readOnly", False) is read_only
+    assert host["docker-socket"]["type"] == "Socket"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_cronjob_runs_its_task_once_as_non_root(docs: list[dict], task: str) -> None:
+    cron = find(docs, "CronJob", f"kubekeeper-{task}")["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    assert cron["startingDeadlineSeconds"] > 0
+    assert 1 <= cron["successfulJobsHistoryLimit"] <= 3
+    assert 1 <= cron["failedJobsHistoryLimit"] <= 3
+    job = cron["jobTemplate"]["spec"]
+    for field in ("ttlSecondsAfterFinished", "backoffLimit", "activeDeadlineSeconds"):
+        assert isinstance(job[field], int), field
+    pod = job["template"]["spec"]
+    assert pod["serviceAccountName"] == f"kubekeeper-{task}"
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    container = pod["containers"][0]
+    _hardened(container)
+    assert container["args"][:3] == ["cluster", "run", task]

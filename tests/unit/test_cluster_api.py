@@ -1,0 +1,125 @@
+"""KubeApi through the real kubernetes ApiClient, against a scripted loopback HTTP server.
+
+The server answers from a script of (status, headers, body) so pagination,
+retries, Retry-After and error messages are checked on the wire, fast and
+without a control plane.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from kubernetes.client import ApiClient, Configuration
+
+from agents.cluster.api import ApiError, KubeApi
+from agents.cluster.resources import RESOURCES
+
+
+class Scripted(ThreadingHTTPServer):
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.script: list[tuple[int, dict, dict]] = []
+        self.seen: list[tuple[str, str, dict | None, str]] = []
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Scripted
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        self.server.seen.append((self.command, self.path, body,
+                                 self.headers.get("Content-Type", "")))
+        status, headers, reply = self.server.script.pop(0)
+        data = json.dumps(reply).encode()
+        self.send_response(status)
+        for key, value in {"Content-Type": "application/json", **headers}.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[Scripted]:
+    httpd = Scripted()
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def api_for(server: Scripted, slept: list[float]) -> KubeApi:
+    configuration = Configuration(host=f"http://127.0.0.1:{server.server_port}")
+    configuration.retries = False
+    return KubeApi(ApiClient(configuration), qps=0, sleep=slept.append)
+
+
+def status(code: int, message: str) -> dict:
+    return {"kind": "Status", "status": "Failure", "message": message, "code": code}
+
+
+def test_lists_follow_continue_tokens_one_request_per_page(server):
+    server.script = [
+        (200, {}, {"metadata": {"continue": "t1"}, "items": [{"metadata": {"name": "a"}}]}),
+        (200, {}, {"metadata": {}, "items": [{"metadata": {"name": "b"}}]}),
+    ]
+    api = api_for(server, [])
+    names = [o["metadata"]["name"] for o in api.list_all(RESOURCES["job"], "x=y", 1)]
+    assert names == ["a", "b"]
+    assert [path for _, path, _, _ in server.seen] == [
+        "/apis/batch/v1/jobs?limit=1&fieldSelector=x%3Dy",
+        "/apis/batch/v1/jobs?limit=1&continue=t1&fieldSelector=x%3Dy"]
+    assert api.counter.by_request == {"list jobs": 2} and api.counter.total == 2
+
+
+def test_throttling_is_retried_after_the_advised_delay_and_counted(server):
+    server.script = [(429, {"Retry-After": "2"}, status(429, "slow down")),
+                     (503, {}, status(503, "busy")),
+                     (200, {}, {"metadata": {"name": "web"}})]
+    slept: list[float] = []
+    api = api_for(server, slept)
+    api.patch(RESOURCES["deployment"], "apps", "web", {"spec": {"x": 1}}, "strategic", True)
+    assert slept == [2.0, 0.5]
+    assert api.counter.by_request == {"patch deployments": 3} and api.counter.retries == 2
+    method, path, body, content_type = server.seen[-1]
+    assert (method, path) == ("PATCH", "/apis/apps/v1/namespaces/apps/deployments/web?dryRun=All")
+    assert body == {"spec": {"x": 1}}
+    assert content_type == "application/strategic-merge-patch+json"
+
+
+def test_forbidden_names_verb_resource_and_namespace(server):
+    server.script = [(403, {}, status(403, 'jobs.batch "a" is forbidden: User "x" cannot'))]
+    with pytest.raises(ApiError) as caught:
+        api_for(server, []).delete(RESOURCES["job"], "apps", "a", {"uid": "u1"})
+    assert caught.value.status == 403
+    assert str(caught.value).startswith("forbidden: cannot delete jobs in namespace apps: ")
+    _, _, body, _ = server.seen[0]
+    assert body == {"propagationPolicy": "Background", "preconditions": {"uid": "u1"}}
+
+
+def test_a_server_that_never_answers_is_status_zero_after_retries(server):
+    port = server.server_port
+    server.shutdown()
+    server.server_close()
+    slept: list[float] = []
+    api = KubeApi(ApiClient(_unretried(f"http://127.0.0.1:{port}")), sleep=slept.append)
+    with pytest.raises(ApiError) as caught:
+        api.get(RESOURCES["pod"], "apps", "p")
+    assert caught.value.status == 0 and len(slept) == api.counter.retries == 5
+
+
+def _unretried(host: str) -> Configuration:
+    configuration = Configuration(host=host)
+    configuration.retries = False
+    return configuration

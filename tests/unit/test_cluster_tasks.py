@@ -1,0 +1,231 @@
+"""A whole cluster run against the in-memory port: executor rules, report lines, summary."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agents.actions import Verb
+from agents.cluster import plan_jobs
+from agents.cluster.executor import ClusterExecutor
+from agents.cluster.inventory import Inventory, scope
+from agents.cluster.memory_port import MemoryPort
+from agents.cluster.records import Namespace
+from agents.cluster.records import job as job_record
+from agents.cluster.resources import RESOURCES
+from agents.cluster.tasks import run_tasks
+from agents.errors import Unreachable
+from agents.policy_loader import parse_policy
+from agents.report import Reporter, rfc3339
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+def policy(dry_run: bool = False, extra: str = ""):
+    return parse_policy(f"""\
+apiVersion: kubekeeper/v1
+dryRun: {str(dry_run).lower()}
+cluster:
+  apiQPS: 0
+  pageSize: 2
+  completedJobs: {{action: delete}}
+  revisionHistory: {{action: patch}}
+{extra}""")
+
+
+def namespace(name: str, ignored: bool = False) -> dict:
+    annotations = {"kubekeeper/ignore": "true"} if ignored else {}
+    return {"kind": "Namespace", "metadata": {"name": name, "annotations": annotations}}
+
+
+def job(name: str, ns: str = "apps", days: int = 3) -> dict:
+    done = rfc3339(NOW - timedelta(days=days))
+    return {"kind": "Job", "apiVersion": "batch/v1",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "c", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}}},
+            "status": {"completionTime": done, "conditions": [
+                {"type": "Complete", "status": "True", "lastTransitionTime": done}]}}
+
+
+def deployment(name: str) -> dict:
+    return {"kind": "Deployment", "metadata": {"name": name, "namespace": "apps"},
+            "spec": {"template": {"spec": {"containers": [{"name": "c"}]}}}}
+
+
+def cluster(*objects: dict) -> MemoryPort:
+    return MemoryPort(namespace("apps"), namespace("kube-system"), *objects)
+
+
+def run(port: MemoryPort, task: str = "jobs", **kwargs) -> tuple[list[dict], dict]:
+    stream = io.StringIO()
+    summary = run_tasks(port, kwargs.pop("rules", None) or policy(**kwargs), task,
+                        stream=stream, now=NOW)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[-1] == json.loads(json.dumps(summary, default=str))
+    return lines[:-1], summary
+
+
+def test_real_run_deletes_reports_the_manifest_and_records_an_event():
+    port = cluster(job("old"), job("fresh", days=0))
+    [line], summary = run(port)
+    assert (line["kind"], line["name"], line["action"], line["result"]) == (
+        "job", "old", "delete", "done")
+    assert line["task"] == "jobs"
+    assert line["reason"] == "completedJobs.succeededTTL: Complete 3d ago > 1d"
+    assert line["manifest"]["metadata"]["name"] == "old"
+    assert port.find("job", "apps", "old") is None and port.find("job", "apps", "fresh")
+    [event] = [o for (kind, _, _), o in port.objects.items() if kind == "event"]
+    assert event["reason"] == "KubekeeperDeleted"
+    assert "completedJobs.succeededTTL" in event["message"]
+    assert event["involvedObject"]["uid"] == line["id"]
+    assert summary["results"] == {"done": 1} and summary["errors"] == 0
+
+
+def test_dry_run_changes_nothing_and_carries_the_servers_verdict():
+    port = cluster(job("old"), deployment("web"))
+    lines, _ = run(port, "all", dry_run=True)
+    assert port.writes == []
+    assert {(line["task"], line["kind"], line["result"]) for line in lines} == {
+        ("jobs", "job", "planned"), ("revisions", "deployment", "planned"),
+        ("requests", "deployment", "done")}
+    assert all(line["dry_run"] for line in lines)
+    planned = [line for line in lines if line["result"] == "planned"]
+    assert all(line["verdict"].startswith("accepted") for line in planned)
+    assert port.counter.by_request["delete jobs"] == 1
+
+
+def test_dry_run_plans_what_a_real_run_does():
+    def plan_of(dry_run: bool) -> set:
+        lines, _ = run(cluster(job("a"), job("b"), deployment("web")), "all", dry_run=dry_run)
+        return {(line["kind"], line["name"], line["action"], line["reason"]) for line in lines}
+    assert plan_of(True) == plan_of(False)
+
+
+def test_forbidden_fails_one_action_and_the_run_goes_on():
+    port = cluster(job("a"), job("b"))
+    port.failures[("delete", "job", "a")] = 403
+    lines, summary = run(port)
+    by_name = {line["name"]: line for line in lines}
+    assert by_name["a"]["result"] == "failed"
+    assert by_name["a"]["error"].startswith("forbidden: cannot delete jobs")
+    assert by_name["b"]["result"] == "done" and port.find("job", "apps", "b") is None
+    assert summary["errors"] == 1
+
+
+def test_a_failed_event_never_fails_the_run():
+    port = cluster(job("a"))
+    port.failures[("create", "event", "*")] = 500
+    [line], summary = run(port)
+    assert line["result"] == "done" and summary["errors"] == 0
+    assert port.counter.by_request["create events"] == 1
+
+
+def test_the_cap_refuses_the_whole_plan():
+    port = cluster(job("a"), job("b"), job("c"))
+    lines, summary = run(port, rules=replace(policy(), maxDeletionsPerRun=2))
+    assert {line["result"] for line in lines} == {"skipped"}
+    assert summary["aborted"].startswith("plan has 3 deletions")
+    assert len(port.objects) == 5 and port.writes == []
+
+
+def test_all_writes_one_summary_whose_counts_equal_the_lines():
+    port = cluster(job("a"), job("b"), deployment("web"))
+    lines, summary = run(port, "all")
+    assert summary["task"] == "all" and summary["actions"] == len(lines)
+    counted = {}
+    for line in lines:
+        counted.setdefault(line["kind"], {}).setdefault(line["result"], 0)
+        counted[line["kind"]][line["result"]] += 1
+    assert summary["counts"] == counted
+    assert {line["task"] for line in lines} == {"jobs", "revisions", "requests"}
+
+
+def test_a_kind_that_cannot_be_listed_fails_only_the_tasks_needing_it():
+    port = cluster(job("a"), deployment("web"))
+    port.failures[("list", "pod", "")] = 403
+    lines, summary = run(port, "all")
+    assert {line["task"] for line in lines} == {"jobs", "revisions"}
+    assert summary["error"].startswith("requests: cannot plan: forbidden: cannot list pods "
+                                       "cluster-wide")
+
+
+def test_lists_are_paginated_and_every_request_is_counted():
+    port = cluster(*(job(f"j{i}", days=0) for i in range(5)))
+    run(port)
+    assert port.counter.by_request == {"list namespaces": 1, "list jobs": 3,
+                                       "list cronjobs": 1}
+
+
+def test_no_answer_at_all_means_unreachable():
+    port = cluster()
+    port.failures[("list", "namespace", "")] = 0
+    with pytest.raises(Unreachable):
+        run(port)
+
+
+def test_plan_on_a_terminal_prints_the_table_and_the_summary():
+    stream = io.StringIO()
+    run_tasks(cluster(job("old")), policy(), "jobs", plan_only=True, fmt="text",
+              stream=stream, now=NOW)
+    table, _, summary = stream.getvalue().partition("\n== ")
+    assert table.splitlines()[0].split() == ["ACTION", "KIND", "NAME", "BYTES", "REASON"]
+    assert "delete  job   apps/old" in table
+    assert summary.startswith("cluster jobs summary (dry-run): 1 planned")
+
+
+def test_excluded_and_ignored_namespaces_are_untouched():
+    port = MemoryPort(namespace("apps"), namespace("quiet", ignored=True),
+                      namespace("kube-system"), job("a", "quiet"), job("b", "kube-system"))
+    lines, _ = run(port)
+    assert lines == [] and port.writes == []
+
+
+def executor_for(port: MemoryPort, rules, stream: io.StringIO, stop=None) -> tuple:
+    policies = scope(rules, [Namespace("apps", False, False)])
+    snapshot = Inventory(job=tuple(job_record(o) for (k, _, _), o in port.objects.items()
+                                   if k == "job"))
+    actions = [("jobs", a) for a in plan_jobs.plan(snapshot, policies, NOW)]
+
+    def replan(action):
+        raw = port.get(RESOURCES["job"], action.namespace, action.name)
+        fresh = snapshot.with_record(job_record(raw))
+        return next((a for a in plan_jobs.plan(fresh, policies, NOW) if a.name == action.name),
+                    None)
+    reporter = Reporter("cluster", "jobs", False, stream=stream)
+    executor = ClusterExecutor(port, reporter, dry_run=False, events=False, concurrency=2,
+                               replanners={"jobs": replan}, stop=stop)
+    return executor, actions
+
+
+def test_gone_before_delete_is_done_and_conflicts_are_replanned():
+    port = cluster(job("gone"), job("touched"), job("opted-out"))
+    executor, actions = executor_for(port, policy(), io.StringIO())
+    del port.objects[("job", "apps", "gone")]
+    port.add(port.find("job", "apps", "touched"))  # a new resourceVersion: the delete gets 409
+    opted = port.find("job", "apps", "opted-out")
+    opted["metadata"]["annotations"] = {"kubekeeper/ignore": "true"}
+    port.add(opted)
+    outcomes = {o.action.name: o for o in executor.run(actions)}
+    assert outcomes["gone"].result == "done" and outcomes["gone"].details["note"]
+    assert outcomes["touched"].result == "done" and outcomes["touched"].details["replanned"]
+    assert port.find("job", "apps", "touched") is None
+    assert outcomes["opted-out"].result == "skipped"
+    assert "no longer applies" in outcomes["opted-out"].error
+    assert port.find("job", "apps", "opted-out") is not None
+    assert port.counter.by_request["get jobs"] == 2
+
+
+def test_stop_skips_what_has_not_started():
+    port = cluster(job("a"))
+    stop = threading.Event()
+    stop.set()
+    executor, actions = executor_for(port, policy(), io.StringIO(), stop)
+    [outcome] = executor.run(actions)
+    assert outcome.result == "skipped" and "SIGTERM" in outcome.error
+    assert outcome.action.verb is Verb.DELETE and port.find("job", "apps", "a")
