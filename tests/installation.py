@@ -100,10 +100,5 @@ def token_kubeconfig(plane: ControlPlane, namespace: str, name: str, path: Path)
 
 def kubekeeper(*args: str) -> subprocess.CompletedProcess[str]:
     """`kubekeeper ARGS` in a process of its own, as a CronJob's container runs it."""
-    import tempfile
-    with tempfile.TemporaryFile("w+") as out:
-        r = subprocess.run([sys.executable, "-m", "agents", *args], stdout=out,
-                              stderr=subprocess.PIPE, text=True, check=False, timeout=300, cwd=REPO)
-        out.seek(0)
-        r.stdout = out.read()
-        return r
+    return subprocess.run([sys.executable, "-m", "agents", *args],
+                          capture_output=True, text=True, check=False, timeout=300, cwd=REPO)

@@ -140,10 +140,15 @@ class KubeApi:
 
     def delete(self, resource: Resource, namespace: str, name: str,
                preconditions: Mapping[str, str], dry_run: bool = False) -> dict:
-        """Delete in the background (dependents go too), only if uid/resourceVersion match."""
-        body = {"propagationPolicy": "Background", "preconditions": dict(preconditions)}
+        """Delete in the background (dependents go too), only if uid/resourceVersion match.
+
+        ``dryRun`` goes into the DeleteOptions body: the API server reads a
+        DELETE's options from the body when there is one and ignores the query.
+        """
+        body = {"propagationPolicy": "Background", "preconditions": dict(preconditions),
+                **({"dryRun": ["All"]} if dry_run else {})}
         return self._send("DELETE", resource, namespace, resource.path(namespace, name),
-                          _dry(dry_run), body)
+                          None, body)
 
     def _send(self, method: str, resource: Resource, namespace: str | None, path: str,
               query: list | None = None, body: Any = None, content_type: str | None = None,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -41,6 +41,8 @@ _ACCEPTED = "accepted by the API server (server-side dry run)"
 
 
 class ClusterExecutor:
+    """Carries out one run's plan; the only place a dry run differs from a real one."""
+
     def __init__(self, port: ClusterPort, reporter: Reporter, *, dry_run: bool, events: bool,
                  concurrency: int, replanners: Mapping[str, Replanner],
                  stop: threading.Event | None = None):
@@ -55,13 +57,26 @@ class ClusterExecutor:
         outcomes: list[Outcome] = []
         mutations = []
         for task, action in planned:
-            if aborted or not action.mutates:
-                outcomes.append(self._report(task, refused(action, aborted or "")))
+            if not action.mutates:
+                outcomes.append(self._report(task, Outcome(action, Result.DONE)))
+            elif aborted:
+                outcomes.append(self._report(task, refused(action, aborted)))
             else:
                 mutations.append((task, action))
+        return outcomes + self._in_pool(mutations)
+
+    def _in_pool(self, mutations: list[tuple[str, Action]]) -> list[Outcome]:
+        """Run mutations ``concurrency`` at a time, with a short queue: memory stays flat
+        however long the plan is."""
+        outcomes: list[Outcome] = []
+        pending: set[Future[Outcome]] = set()
         with ThreadPoolExecutor(self._concurrency, thread_name_prefix="mutate") as pool:
-            futures = [pool.submit(self._apply, task, action) for task, action in mutations]
-            outcomes += [f.result() for f in futures]
+            for task, action in mutations:
+                if len(pending) >= 4 * self._concurrency:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    outcomes += [f.result() for f in done]
+                pending.add(pool.submit(self._apply, task, action))
+            outcomes += [f.result() for f in wait(pending).done]
         return outcomes
 
     def _apply(self, task: str, action: Action) -> Outcome:

@@ -125,7 +125,7 @@ def _limitranges(inventory: Inventory, policies: Mapping[str, ClusterPolicy]) ->
     actions = []
     for namespace, rules in sorted(policies.items()):
         requests = rules.resourceRequests
-        if not requests.enabled or requests.action != "limitrange":
+        if not requests.enabled or requests.action != "limitrange" or not requests.require:
             continue
         wanted = {r: requests.defaults.for_resource(r) for r in requests.require}
         current = existing.get(namespace)

@@ -93,32 +93,43 @@ def run_cluster(policy: Policy, options: ClusterOptions) -> int:
 def run_tasks(port: ClusterPort, policy: Policy, task: str, *, plan_only: bool = False,
               fmt: str = "json", stream: IO[str] | None = None, now: datetime | None = None,
               stop: threading.Event | None = None) -> dict[str, Any]:
-    """One run; returns the summary line. Raises ``Unreachable`` if the first list gets
-    no answer at all."""
+    """One run; returns the summary line (exit code: ``errors.exit_code([summary])``).
+
+    Raises ``Unreachable`` when the first request gets no answer at all. A
+    ``plan`` on a terminal prints the plan table and the summary instead of
+    one line per action.
+    """
     stream = stream or sys.stdout
-    names = tuple(TASKS) if task == "all" else (task,)
     table = plan_only and fmt == "text"
     sink = io.StringIO() if table else stream
     reporter = Reporter("cluster", task, policy.dryRun or plan_only, stream=sink, fmt=fmt)
+    outcomes, aborted, error = _run(port, policy, task, reporter, now or datetime.now(UTC),
+                                    stop)
+    mark = sink.tell() if table else 0
+    summary = reporter.summary(aborted=aborted, error=error)
+    if table:
+        stream.write(plan_table(_annotated(o) for o in outcomes) + "\n")
+        stream.write(sink.getvalue()[mark:])
+    return summary
+
+
+def _run(port: ClusterPort, policy: Policy, task: str, reporter: Reporter, now: datetime,
+         stop: threading.Event | None) -> tuple[list[Outcome], str | None, str | None]:
+    """List, plan, check the cap, execute: the outcomes, the cap's refusal and any error."""
     try:
         namespaces = inventory.list_namespaces(port, policy.cluster.pageSize)
     except ApiError as exc:
         if exc.status == 0:
             raise errors.Unreachable(SERVICE, port.server, exc.message) from exc
-        return reporter.summary(error=str(exc))
+        return [], None, str(exc)
+    names = tuple(TASKS) if task == "all" else (task,)
     policies = inventory.scope(policy, namespaces)
-    planned, problems, fresh = _plan(port, policy, names, policies, now or datetime.now(UTC))
+    planned, problems, replanners = _plan(port, policy, names, policies, now)
     aborted = over_cap([a for _, a in planned], policy.maxDeletionsPerRun)
     executor = ClusterExecutor(
         port, reporter, dry_run=reporter.dry_run, events=policy.cluster.events,
-        concurrency=policy.cluster.concurrency, replanners=fresh, stop=stop)
-    outcomes = executor.run(planned, aborted)
-    mark = sink.tell()
-    summary = reporter.summary(aborted=aborted, error="; ".join(problems) or None)
-    if table:
-        stream.write(plan_table(_annotated(o) for o in outcomes) + "\n")
-        stream.write(sink.getvalue()[mark:])
-    return summary
+        concurrency=policy.cluster.concurrency, replanners=replanners, stop=stop)
+    return executor.run(planned, aborted), aborted, "; ".join(problems) or None
 
 
 def _plan(port: ClusterPort, policy: Policy, names: Sequence[str],

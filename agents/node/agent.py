@@ -8,11 +8,12 @@ only fails the remaining actions and the summary is still written.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -54,14 +55,14 @@ class NodeOptions:
 def run_node(policy: Policy, options: NodeOptions) -> int:
     """The CLI's entry point: exit code 0, 1 (failed actions or cap), or 3 (Docker down)."""
     stop = threading.Event()
-    _stop_on_signals(stop)
-    if options.plan_only or options.once:
-        summaries = [run_job(job, policy, options, stop) for job in options.jobs
-                     if not stop.is_set()]
-        return errors.exit_code(summaries)
-    from agents.node.daemon import serve
+    with _stop_on_signals(stop):
+        if options.plan_only or options.once:
+            summaries = [run_job(job, policy, options, stop) for job in options.jobs
+                         if not stop.is_set()]
+            return errors.exit_code(summaries)
+        from agents.node.daemon import serve
 
-    return serve(policy, options, stop)
+        return serve(policy, options, stop)
 
 
 def run_job(job: str, policy: Policy, options: NodeOptions, stop: threading.Event,
@@ -126,10 +127,20 @@ def _lost(unreachable: str | None) -> str | None:
     return f"Docker stopped answering during the run: {unreachable}" if unreachable else None
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
-    """SIGTERM/SIGINT: finish the item in hand, skip the rest, write the summary, exit 0."""
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT: finish the item in hand, skip the rest, write the summary, exit 0.
+
+    The previous handlers come back afterwards, so callers (and tests) keep theirs.
+    """
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    handler: Callable[[int, Any], None] = lambda _signum, _frame: stop.set()  # noqa: E731
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

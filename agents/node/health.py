@@ -45,17 +45,17 @@ class Health:
     def problem(self, now: datetime) -> str | None:
         """Why the agent is unhealthy, or None."""
         with self._lock:
+            if self._unreachable_since and self._intervals:
+                limit = 2 * min(self._intervals.values())
+                if now - self._unreachable_since > limit:
+                    return (f"Docker unreachable for {format_age(now - self._unreachable_since)}"
+                            f", more than {format_duration(limit)}")
             for job, interval in sorted(self._intervals.items()):
                 since = self._last_success.get(job, self._started)
                 if now - since > 2 * interval:
                     what = "successful run" if job in self._last_success else "run since start"
                     return (f"no {what} of {job} for {format_age(now - since)}, more than "
                             f"twice its interval of {format_duration(interval)}")
-            if self._unreachable_since and self._intervals:
-                limit = 2 * min(self._intervals.values())
-                if now - self._unreachable_since > limit:
-                    return (f"Docker unreachable for {format_age(now - self._unreachable_since)}"
-                            f", more than {format_duration(limit)}")
         return None
 
 

@@ -8,7 +8,8 @@ Guarantees, whatever the snapshot:
   answer: see ``planner.details_needed``);
 - for kubelet-managed containers the newest ``keepPerPodContainer`` stopped ones
   per pod and container name stay, newest by creation as the kubelet orders
-  them, so ``kubectl logs --previous`` keeps working;
+  them (then by the attempt in the kubelet's container name), so
+  ``kubectl logs --previous`` keeps working;
 - pod sandbox containers of a live pod (one with a running, paused or
   restarting container) are never planned;
 - the keep label and the ``protect`` labels and name globs win over age.
@@ -72,9 +73,19 @@ def _newest_per_pod_container(containers: Sequence[Container], keep: int) -> set
             groups[key].append(c)
     kept: set[str] = set()
     for members in groups.values():
-        members.sort(key=lambda c: (c.created, c.id), reverse=True)
+        members.sort(key=lambda c: (c.created, _attempt(c), c.id), reverse=True)
         kept.update(c.id for c in members[:keep])
     return kept
+
+
+def _attempt(c: Container) -> int:
+    """The kubelet's attempt number, from its name ``k8s_<container>_<pod>_<ns>_<uid>_<n>``.
+
+    Docker lists creation times in whole seconds; the attempt orders containers
+    the kubelet made within the same second.
+    """
+    last = c.name.rsplit("_", 1)[-1]
+    return int(last) if c.name.startswith("k8s_") and last.isdigit() else -1
 
 
 def _pod_container(c: Container) -> tuple[str, str] | None:

@@ -108,6 +108,13 @@ def test_forbidden_names_verb_resource_and_namespace(server):
     assert body == {"propagationPolicy": "Background", "preconditions": {"uid": "u1"}}
 
 
+def test_a_dry_run_delete_says_so_in_its_body_where_the_server_reads_it(server):
+    server.script = [(200, {}, {"kind": "Status"})]
+    api_for(server, []).delete(RESOURCES["job"], "apps", "a", {"uid": "u1"}, dry_run=True)
+    _, path, body, _ = server.seen[0]
+    assert body["dryRun"] == ["All"] and path == "/apis/batch/v1/namespaces/apps/jobs/a"
+
+
 def test_a_server_that_never_answers_is_status_zero_after_retries(server):
     port = server.server_port
     server.shutdown()

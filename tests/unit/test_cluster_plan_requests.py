@@ -166,5 +166,7 @@ def test_limitrange_is_updated_only_when_it_differs_and_keeps_other_items():
 
 def test_disabled_or_out_of_scope_checks_nothing():
     inventory = Inventory(deployment=(workload("deployment", "web", BARE),))
+    nothing_required = "cluster:\n  resourceRequests: {action: limitrange, require: []}\n"
+    assert plan(inventory, policies(nothing_required)) == []
     assert plan(inventory, policies("cluster:\n  resourceRequests: {enabled: false}\n")) == []
     assert plan(inventory, policies(namespaces=("other",))) == []

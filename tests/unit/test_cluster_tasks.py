@@ -229,3 +229,26 @@ def test_stop_skips_what_has_not_started():
     [outcome] = executor.run(actions)
     assert outcome.result == "skipped" and "SIGTERM" in outcome.error
     assert outcome.action.verb is Verb.DELETE and port.find("job", "apps", "a")
+
+
+class Pipe(io.StringIO):
+    """Like stdout on a pipe: no ``tell``."""
+
+    def tell(self) -> int:
+        raise io.UnsupportedOperation("not seekable")
+
+
+def test_json_lines_go_to_a_stream_that_cannot_seek():
+    stream = Pipe()
+    run_tasks(cluster(job("old")), policy(), "jobs", stream=stream, now=NOW)
+    assert [json.loads(x)["event"] for x in stream.getvalue().splitlines()] == [
+        "action", "run.summary"]
+
+
+def test_a_plan_that_cannot_start_still_prints_its_summary_on_a_terminal():
+    port = cluster()
+    port.failures[("list", "namespace", "")] = 401
+    stream = io.StringIO()
+    summary = run_tasks(port, policy(), "all", plan_only=True, fmt="text", stream=stream)
+    assert summary["error"].startswith("401: could not list namespaces cluster-wide")
+    assert "ERROR: 401" in stream.getvalue()

@@ -31,7 +31,10 @@ def facts(*containers: ContainerLog, daemon_opts: dict | None = None,
     return LogFacts(ROOT, ROOT if visible else None, daemon, containers, files)
 
 
-def findings(f: LogFacts, rules: LogRules = LogRules(topN=0)) -> list[tuple[str, str, str]]:
+NO_TOP = LogRules(topN=0)
+
+
+def findings(f: LogFacts, rules: LogRules = NO_TOP) -> list[tuple[str, str, str]]:
     return [(a.name, a.rule, str(a.verb)) for a in plan_logs(f, rules, NOW)]
 
 

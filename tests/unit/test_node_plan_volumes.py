@@ -12,6 +12,7 @@ from agents.policy import Protect, VolumeRules
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 ANON = "0123456789abcdef" * 4
+DEFAULTS = VolumeRules()
 
 
 def volume(name: str, age: timedelta = 2 * DAY, **labels: str) -> Volume:
@@ -24,7 +25,7 @@ def mounting(*names: str) -> Container:
 
 
 def planned(volumes: list[Volume], remaining: list[Container] = (),
-            rules: VolumeRules = VolumeRules(), removed: frozenset[str] = frozenset()) -> list[str]:
+            rules: VolumeRules = DEFAULTS, removed: frozenset[str] = frozenset()) -> list[str]:
     snap = Snapshot("/var/lib/docker", volumes=tuple(volumes))
     return [a.name for a in plan_volumes(snap, rules, remaining, NOW, removed)]
 

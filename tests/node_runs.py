@@ -1,0 +1,149 @@
+"""Running the node agent in integration tests, in-process or as a daemon subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from agents.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+POLICY = """\
+apiVersion: kubekeeper/v1
+dryRun: {dry_run}
+maxDeletionsPerRun: {cap}
+node:
+  schedule: {{cleanup: {{every: {every}}}, logs: {{every: {every}}}, jitter: 0s}}
+  parallelism: {parallelism}
+  containers:
+    olderThan: {older_than}
+    keepPerPodContainer: 1
+    protect: {{labels: {{tier: db}}, names: ["backup-*"]}}
+  images:
+    dangling: {{olderThan: {older_than}}}
+    unused: {{olderThan: {older_than}}}
+    diskPressure: {{enabled: false}}
+    protect: ["team/*"]
+  volumes:
+    olderThan: {older_than}
+    protect: {{names: ["keep-*"]}}
+  logs: {logs}
+"""
+
+
+def policy_text(dry_run: bool = False, cap: int = 500, older_than: str = "0s",
+                parallelism: int = 4, every: str = "1h", logs: str = "{}") -> str:
+    return POLICY.format(dry_run=str(dry_run).lower(), cap=cap, older_than=older_than,
+                         parallelism=parallelism, every=every, logs=logs)
+
+
+def write_policy(directory: Path, text: str, name: str = "policy.yaml") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def run_once(capsys: pytest.CaptureFixture[str], docker_host: str, policy: Path,
+             *args: str, command: str = "run") -> tuple[int, list[dict[str, Any]]]:
+    """``kubekeeper node run --once`` (or ``plan``) in-process; the report's JSON lines."""
+    capsys.readouterr()
+    argv = ["node", command, "--policy", str(policy), "--docker-host", docker_host,
+            "--log-format", "json", "--node-name", "test-node", *args]
+    if command == "run":
+        argv.append("--once")
+    code = main(argv)
+    out = capsys.readouterr().out
+    return code, [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def actions(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in lines if line["event"] == "action"]
+
+
+def summaries(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in lines if line["event"] == "run.summary"]
+
+
+def state(client: docker.DockerClient) -> dict[str, set[str]]:
+    """Every container id, image id and volume name the engine has."""
+    return {
+        "container": {c["Id"] for c in client.api.containers(all=True)},
+        "image": {i["Id"] for i in client.api.images(all=True)},
+        "volume": {v["Name"] for v in client.api.volumes().get("Volumes") or []},
+    }
+
+
+def removed(before: dict[str, set[str]], after: dict[str, set[str]]) -> set[tuple[str, str]]:
+    return {(kind, ident) for kind, idents in before.items() for ident in idents - after[kind]}
+
+
+class AgentProcess:
+    """``python -m agents node run`` as a subprocess, its stdout lines parsed as they come."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agents", "node", "run", "--log-format", "json", *args],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})})
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stderr: list[str] = []
+        self._readers = [threading.Thread(target=self._read_stdout, daemon=True),
+                         threading.Thread(target=self._read_stderr, daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.strip():
+                self.lines.put(json.loads(line))
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.stderr.append(line)
+
+    def next_line(self, timeout: float = 60) -> dict[str, Any]:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no report line within {timeout}s; stderr:\n"
+                                 + "".join(self.stderr[-30:])) from None
+
+    def lines_until(self, predicate, timeout: float = 60) -> Iterator[dict[str, Any]]:
+        """Yield lines up to and including the first that satisfies ``predicate``."""
+        while True:
+            line = self.next_line(timeout)
+            yield line
+            if predicate(line):
+                return
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, then the exit code once every line it wrote has been read."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 60) -> int:
+        code = self.process.wait(timeout)
+        for reader in self._readers:
+            reader.join(10)
+        return code
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Lines written and not yet taken with ``next_line``."""
+        out = []
+        while not self.lines.empty():
+            out.append(self.lines.get_nowait())
+        return out
