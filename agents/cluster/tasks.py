@@ -6,8 +6,12 @@ each task purely, checks the deletion cap over the whole plan and hands the
 plan to the executor. ``all`` is one run with one ``run.summary``; every
 action line names its task.
 
-Benchmarks and tests that need the request counter call ``run_tasks`` with
-a port from ``connection.connect`` and read ``port.counter`` afterwards.
+Requests: one per list page (namespaces, then each kind the tasks need), one
+per mutation (a server-side dry run is one too), one per Event, plus retries
+(429/5xx/lost connection) and, per 409, one re-read and one new attempt.
+Benchmarks call ``run_tasks`` with a port from ``connection.connect`` and read
+``port.counter.total`` (or ``.by_request``, keyed ``"delete jobs"``,
+``"list pods"``, ``"create events"``…) afterwards.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ Planner = Callable[[Inventory, Mapping[str, ClusterPolicy], datetime], list[Acti
 
 @dataclass(frozen=True)
 class ClusterOptions:
+    """What the CLI passes: ``task`` is requests|revisions|jobs|all; ``plan_only``
+    (``kubekeeper cluster plan``) forces a server-side dry run whatever the policy says."""
+
     task: str
     kubeconfig: str | None = None
     context: str | None = None

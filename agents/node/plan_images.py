@@ -51,7 +51,16 @@ def plan_images(snap: Snapshot, rules: ImageRules, remaining: Sequence[Container
     if _under_pressure(snap.disk, rules):
         freed = freed_elsewhere + sum(a.bytes or 0 for a in actions)
         actions += _evictions(snap, rules, last_used, pinned, planned, freed, now)
+    elif rules.diskPressure.enabled and snap.disk is not None and not snap.disk.visible:
+        actions.append(_disk_not_visible(snap.disk))
     return actions
+
+
+def _disk_not_visible(disk: Disk) -> Action:
+    why = (f"Docker root {disk.host_path} is not visible at {disk.local_path} "
+           "(mount it under --host-root): disk pressure was not evaluated")
+    return Action(kind="disk", name=disk.host_path, verb=Verb.REPORT, rule="images.diskPressure",
+                  why=why, details=MappingProxyType({"path": disk.host_path, "visible": False}))
 
 
 def pinned_images(snap: Snapshot, rules: ImageRules,

@@ -90,8 +90,9 @@ def ago(**delta: float) -> datetime:
 
 
 def events_about(client: ApiClient, namespace: str, name: str) -> list[tuple[str, str]]:
+    """kubekeeper's Events about one object (controllers may record their own too)."""
     events = CoreV1Api(client).list_namespaced_event(
-        namespace, field_selector=f"involvedObject.name={name}").items
+        namespace, field_selector=f"involvedObject.name={name},source=kubekeeper").items
     return [(e.reason, e.message) for e in events]
 
 

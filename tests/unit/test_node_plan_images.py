@@ -140,4 +140,7 @@ def test_disk_pressure_respects_parent_chains_and_the_high_mark():
     below = Disk("/var/lib/docker", "/var/lib/docker", total=100, used=85)
     assert planned(images, rules=pressure_rules(), disk=below) == []
     invisible = Disk("/var/lib/docker", "/host/var/lib/docker")
-    assert planned(images, rules=pressure_rules(), disk=invisible) == []
+    snap = Snapshot("/var/lib/docker", images=tuple(images), disk=invisible)
+    [said] = plan_images(snap, pressure_rules(), [], NOW)
+    assert (said.kind, str(said.verb), said.rule) == ("disk", "report", "images.diskPressure")
+    assert "not visible at /host/var/lib/docker" in said.why
