@@ -35,7 +35,7 @@ def _run_service(
     The dir sits directly under /tmp because containerd puts unix sockets below
     it, and their paths must stay short.
     """
-    state_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    state_dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     failure = None
     try:
         service = start(state_dir)

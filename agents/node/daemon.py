@@ -5,8 +5,8 @@
   comes makes the missed turns coalesce into one.
 - Each job runs once at start (after a random jitter), then on its schedule,
   each start delayed by a random ``jitter``.
-- The policy file is watched (path, inode, size and mtime, links followed, so a
-  ConfigMap's symlink swap counts).  A valid new policy takes effect for the
+- The policy file is checked every 2s (path, inode, size and mtime, links
+  followed, so a ConfigMap's symlink swap counts).  A valid new policy takes effect for the
   next run, with ``--dry-run``/``--no-dry-run`` re-applied; an invalid one is
   logged with every error and the last good policy stays in force.
 - Docker down: the run is logged, ``/healthz`` learns it, and the job is retried
@@ -116,9 +116,10 @@ class _Daemon:
         if self.stop.is_set():
             return
         try:
-            summary: dict[str, Any] | None = run_job(job, self.policy, self.options, self.stop)
-            problem = summary.get("error") if summary else None
+            summary: dict[str, Any] = run_job(job, self.policy, self.options, self.stop)
+            problem = summary.get("error")
         except errors.Unreachable as exc:
+            self.health.unreachable(datetime.now(UTC))
             problem = str(exc)
         except Exception as exc:  # a bug must not end the DaemonSet pod in a crash loop
             self._log.opt(exception=exc).error("{} run crashed", job)
@@ -127,9 +128,8 @@ class _Daemon:
         if problem is None:
             self.health.succeeded(job, now)
             self._delays.pop(job, None)
-            return
-        self.health.unreachable(now)
-        self._retry(job, now, problem)
+        else:
+            self._retry(job, now, problem)
 
     def _retry(self, job: str, now: datetime, problem: str) -> None:
         delay = self._delays.get(job, _BACKOFF[0])

@@ -56,8 +56,8 @@ class DockerPort(Protocol):
 
     def volumes(self) -> list[dict[str, Any]]: ...
 
-    def remove_container(self, container_id: str) -> None:
-        """Remove with its anonymous volumes (``docker rm -v``), never forced."""
+    def remove_container(self, container_id: str, with_volumes: bool = True) -> None:
+        """Remove, with its anonymous volumes (``docker rm -v``) unless told not to; no force."""
         ...
 
     def untag_image(self, reference: str) -> None:
@@ -100,8 +100,8 @@ class EnginePort:
     def volumes(self) -> list[dict[str, Any]]:
         return _call(lambda: self._api.volumes().get("Volumes") or [])
 
-    def remove_container(self, container_id: str) -> None:
-        _call(lambda: self._api.remove_container(container_id, v=True, force=False))
+    def remove_container(self, container_id: str, with_volumes: bool = True) -> None:
+        _call(lambda: self._api.remove_container(container_id, v=with_volumes, force=False))
 
     def untag_image(self, reference: str) -> None:
         _call(lambda: self._api.remove_image(reference, force=False, noprune=True))

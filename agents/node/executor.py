@@ -150,7 +150,8 @@ def _attempt(action: Action, run: Execution) -> Outcome:
 def _apply(action: Action, run: Execution) -> int | None:
     """Perform one mutation; returns the bytes freed (the plan's estimate for Docker objects)."""
     if action.kind == "container":
-        run.port.remove_container(action.id)
+        run.port.remove_container(action.id,
+                                  with_volumes=not action.details.get("keep_volumes", False))
     elif action.kind == "volume":
         run.port.remove_volume(action.name)
     elif action.kind == "image":

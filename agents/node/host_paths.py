@@ -7,8 +7,13 @@ Docker reports host paths (``DockerRootDir``, ``LogPath``, a volume's
 directory) points at a host path too.  So paths are resolved component by
 component with every absolute link target re-rooted under the host root: the
 result is always inside the host root, never in the pod's own filesystem.
-A path that does not exist there is "not visible", and reports say so with
-both the host path and the place it was looked for.
+A path that does not exist there is "not visible", and the report says so
+with both the host path and the place it was looked for: one ``kind: log``
+line when the Docker root is not visible (log sizes unknown), one ``kind:
+disk`` line when disk pressure cannot be evaluated, a ``kind: log`` line per
+container log file that is missing, and ``bytes: null`` for a volume whose
+size could not be measured.  Nothing is ever truncated through a path that is
+not visible.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ class HostPaths:
 
         Returns None when the path (or a link on the way) is not visible.
         """
+        if self.root == "/":
+            local = os.path.realpath(host_path)
+            return local if os.path.lexists(local) else None
         parts = _parts(host_path)
         resolved: list[str] = []
         hops = 0

@@ -159,7 +159,10 @@ def disk_usage(docker_root: str, paths: HostPaths) -> Disk:
     local = paths.resolve(docker_root)
     if local is None:
         return Disk(docker_root, paths.local(docker_root))
-    usage = psutil.disk_usage(local)
+    try:
+        usage = psutil.disk_usage(local)
+    except OSError:
+        return Disk(docker_root, local)
     return Disk(docker_root, local, usage.total, usage.used)
 
 

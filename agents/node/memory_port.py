@@ -103,11 +103,13 @@ class MemoryDocker:
         self._answer("volumes", "")
         return copy.deepcopy(list(self.volumes_by_name.values()))
 
-    def remove_container(self, container_id: str) -> None:
+    def remove_container(self, container_id: str, with_volumes: bool = True) -> None:
         c = self._get(self.containers_by_id, container_id, "remove_container", mutation=True)
         if c["State"] in _LIVE:
             raise Conflict(f"cannot remove a {c['State']} container {container_id}")
         del self.containers_by_id[container_id]
+        if not with_volumes:
+            return
         still_mounted = self._mounted()
         for mount in c["Mounts"]:
             name = mount["Name"]

@@ -12,7 +12,10 @@ Guarantees, whatever the snapshot:
   ``kubectl logs --previous`` keeps working;
 - pod sandbox containers of a live pod (one with a running, paused or
   restarting container) are never planned;
-- the keep label and the ``protect`` labels and name globs win over age.
+- the keep label and the ``protect`` labels and name globs win over age;
+- a container is removed with its anonymous volumes (``docker rm -v``), unless
+  one of them is protected (``protected_volumes``): then it is removed without
+  ``-v`` and its volumes are left to the volume rules.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ FINISHED = ("exited", "dead", "created")
 LIVE = ("running", "paused", "restarting")
 
 
-def plan_containers(snap: Snapshot, rules: ContainerRules, now: datetime) -> list[Action]:
+def plan_containers(snap: Snapshot, rules: ContainerRules, now: datetime,
+                    protected_volumes: frozenset[str] = frozenset()) -> list[Action]:
     """Removal actions, oldest container first; each removes its anonymous volumes too."""
     if not rules.enabled:
         return []
@@ -55,7 +59,8 @@ def plan_containers(snap: Snapshot, rules: ContainerRules, now: datetime) -> lis
     gone = {c.id for c in chosen}
     still_mounted = {v for c in snap.containers if c.id not in gone for v in c.volumes}
     anonymous = {v.name for v in snap.volumes if v.anonymous}
-    return [_removal(c, rules, now, sorted(set(c.volumes) & anonymous - still_mounted))
+    return [_removal(c, rules, now, sorted(set(c.volumes) & anonymous - still_mounted),
+                     keep_volumes=bool(set(c.volumes) & protected_volumes))
             for c in chosen]
 
 
@@ -100,9 +105,12 @@ def _stopped_at(c: Container) -> datetime:
     return c.created
 
 
-def _removal(c: Container, rules: ContainerRules, now: datetime, volumes: list[str]) -> Action:
+def _removal(c: Container, rules: ContainerRules, now: datetime, volumes: list[str],
+             keep_volumes: bool) -> Action:
     details: dict[str, object] = {"state": c.state, "image": c.image_id}
-    if volumes:
+    if keep_volumes:
+        details["keep_volumes"] = True
+    elif volumes:
         details["volumes"] = volumes
     key = _pod_container(c)
     if key:

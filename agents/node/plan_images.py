@@ -15,7 +15,10 @@ image's LastTagTime (set when it was built or tagged here; pulled images may
 not have one) and its Created time.  Docker keeps no record of containers that
 are already gone, so an image whose last container was removed in an earlier
 run falls back to its tag or creation time.  Both age rules and the
-disk-pressure LRU order use this one notion.
+disk-pressure LRU order use this one notion.  A pulled image may carry no
+LastTagTime; then an image built long ago and pulled a moment ago looks old
+until a container uses it, so keep ``unused.olderThan`` well above the time
+between a pull and its container's start, and ``protect`` what must stay.
 
 Bytes are an estimate: an image's ``Size`` minus its parent's ``Size`` when it
 is built on a parent (the layers only it adds), else its whole ``Size``, which

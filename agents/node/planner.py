@@ -15,12 +15,15 @@ from agents.node.inventory import Snapshot
 from agents.node.plan_containers import plan_containers, removed_volumes
 from agents.node.plan_images import plan_images
 from agents.node.plan_volumes import plan_volumes
+from agents.node.protection import protected
 from agents.policy import NodePolicy
 
 
 def plan_cleanup(snap: Snapshot, policy: NodePolicy, now: datetime) -> list[Action]:
     """Containers, then images (children first), then volumes."""
-    containers = plan_containers(snap, policy.containers, now)
+    kept_volumes = frozenset(v.name for v in snap.volumes
+                             if protected(policy.volumes.protect, v.name, v.labels))
+    containers = plan_containers(snap, policy.containers, now, kept_volumes)
     removed = {a.id for a in containers}
     remaining = [c for c in snap.containers if c.id not in removed]
     freed = sum(a.bytes or 0 for a in containers)

@@ -40,6 +40,9 @@ _CONTROLLERS = (
     "garbage-collector-controller",
     "ttl-after-finished-controller",
     "namespace-controller",
+    # They keep ControllerRevisions, so the revisions task's pruning is real for both.
+    "statefulset-controller",
+    "daemonset-controller",
     "serviceaccount-controller",
     "serviceaccount-token-controller",
     # Not asked for by tests directly, but they make namespaces and RBAC look like

@@ -26,6 +26,7 @@ import requests.exceptions
 from scripts.localenv import debian_packages, mounts, processes
 
 _START_TIMEOUT = 60.0
+_MAX_SOCKET_PATH = 108  # sizeof(sockaddr_un.sun_path) on Linux, terminating NUL included
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,12 @@ def start(state_dir: Path) -> DockerEngine:
     engine = DockerEngine(state_dir.resolve())
     if _answers_ping(engine):
         return engine
+    longest_socket = engine.exec_root / "containerd" / "containerd.sock.ttrpc"
+    if len(os.fsencode(longest_socket)) >= _MAX_SOCKET_PATH:
+        raise processes.ServiceStartError(
+            f"state dir {engine.state_dir} is too long: containerd's socket {longest_socket} "
+            f"would exceed the {_MAX_SOCKET_PATH - 1}-byte limit of unix socket paths"
+        )
     ensure_installed()
     _wipe(engine)
     for directory in (engine.state_dir, engine.data_root, engine.exec_root):

@@ -2,7 +2,7 @@
 
 Daemons run in a session of their own, so `scripts/*-up` can exit and leave them
 running; later calls find them again through pid files, and after a crash through
-the state directory their command lines and root directories point into.
+the state directory their command lines name (or, for containers, their cgroups).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import psutil
@@ -39,9 +39,7 @@ class ServiceStartError(RuntimeError):
     """A daemon did not become ready; the message ends with the tail of its log."""
 
 
-def spawn(
-    argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
-) -> subprocess.Popen[bytes]:
+def spawn(argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
     """Start a daemon detached from our session, appending its output to `log_path`."""
     with open(log_path, "ab") as log:
         return subprocess.Popen(
@@ -50,7 +48,6 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=None if env is None else dict(env),
         )
 
 
@@ -133,8 +130,8 @@ def wait_until(
     *,
     what: str,
     timeout: float,
-    process: subprocess.Popen[bytes] | None = None,
-    log_path: Path | None = None,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
 ) -> None:
     """Poll `ready` until it holds; fail early if `process` exits meanwhile.
 
@@ -143,7 +140,7 @@ def wait_until(
     """
     deadline = time.monotonic() + timeout
     while True:
-        if process is not None and process.poll() is not None:
+        if process.poll() is not None:
             raise ServiceStartError(
                 f"{what}: process exited with code {process.returncode}{_tail(log_path)}"
             )
@@ -154,19 +151,13 @@ def wait_until(
         time.sleep(0.2)
 
 
-def log_tail(log_path: Path, lines: int = 40) -> str:
-    """The last `lines` lines of a log file, or a note that it cannot be read."""
+def _tail(log_path: Path, lines: int = 40) -> str:
     try:
         text = log_path.read_text(errors="replace")
     except OSError as err:
-        return f"(no log: {err})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _tail(log_path: Path | None) -> str:
-    if log_path is None:
-        return ""
-    return f"\n--- last lines of {log_path} ---\n{log_tail(log_path)}"
+        return f"\n(no log: {err})"
+    last = "\n".join(text.splitlines()[-lines:])
+    return f"\n--- last lines of {log_path} ---\n{last}"
 
 
 def free_ports(count: int) -> list[int]:

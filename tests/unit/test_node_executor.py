@@ -150,6 +150,20 @@ def test_stop_skips_what_has_not_started():
     assert lines[-1]["errors"] == 0
 
 
+def test_a_protected_anonymous_volume_survives_the_removal_of_its_container():
+    docker = MemoryDocker()
+    kept, loose = "9" * 64, "8" * 64
+    docker.add_volume(kept, created=OLD, labels={"kubekeeper.keep": "true"})
+    docker.add_volume(loose, created=OLD)
+    docker.add_container("holder", created=OLD, finished=OLD, volumes=[kept, loose])
+    lines, _ = run(docker, plan(docker))
+    assert docker.containers_by_id == {}
+    assert set(docker.volumes_by_name) == {kept}
+    # Removed without -v; the unprotected volume then went by the volume rule.
+    assert [(line["kind"], line["id"]) for line in lines[:-1]] == \
+        [("container", "holder"), ("volume", loose)]
+
+
 def action(kind: str, ident: str, parent: str | None = None) -> Action:
     return Action(kind, ident, Verb.DELETE, "r", "w", id=ident,
                   details=MappingProxyType({"parent": parent}))

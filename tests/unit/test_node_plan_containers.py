@@ -113,5 +113,15 @@ def test_anonymous_volumes_go_with_their_container_unless_another_keeps_them():
     assert action.details["volumes"] == [anon]
 
 
+def test_a_protected_anonymous_volume_keeps_its_container_from_taking_it_along():
+    kept, other = "a" * 64, "b" * 64
+    volumes = (Volume(kept, NOW), Volume(other, NOW))
+    gone = replace(container("gone"), volumes=(kept, other))
+    snap = Snapshot("/d", containers=(gone,), volumes=volumes)
+    [action] = plan_containers(snap, RULES, NOW, protected_volumes=frozenset({kept}))
+    assert action.details["keep_volumes"] is True
+    assert "volumes" not in action.details
+
+
 def test_disabled_rule_plans_nothing():
     assert planned(container("a"), rules=ContainerRules(enabled=False)) == []

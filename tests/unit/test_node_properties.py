@@ -43,8 +43,8 @@ AGES = st.sampled_from([timedelta(0), timedelta(minutes=30), timedelta(hours=2),
 THRESHOLDS = st.sampled_from([timedelta(0), timedelta(hours=1), timedelta(days=7)])
 TAGS = ["app:1", "app:2", "web:1", "team/base:1", "registry.k8s.io/pause:3.9",
         "k8s.gcr.io/pause:3.1", "keep/me:1", "other/web:1"]
-STATES = ["exited", "dead", "created", "running", "paused", "restarting", "removing"]
-VOLUME_NAMES = ["a" * 64, "b" * 64, "c" * 64, "data", "pg-main", "cache"]
+STATES = ["exited", "exited", "dead", "created", "running", "paused", "restarting", "removing"]
+VOLUME_NAMES = ["a" * 64, "b" * 64, "c" * 64, "d" * 64, "data", "pg-main"]
 PROTECT = Protect(labels=MappingProxyType({"tier": "db"}), names=("backup-*", "pg-*"))
 KEEP = {"kubekeeper.keep": "true"}
 
@@ -65,7 +65,7 @@ def images(draw) -> list[Image]:
 
 
 @st.composite
-def containers(draw, image_ids: list[str]) -> list[Container]:
+def containers(draw, image_ids: list[str], volume_names: list[str]) -> list[Container]:
     made = []
     for n in range(draw(st.integers(0, 8))):
         labels: dict[str, str] = {}
@@ -82,7 +82,8 @@ def containers(draw, image_ids: list[str]) -> list[Container]:
             state=draw(st.sampled_from(STATES)), created=NOW - age,
             image_id=draw(st.sampled_from([*image_ids, "sha256:gone"])),
             labels=MappingProxyType(labels),
-            volumes=tuple(draw(st.lists(st.sampled_from(VOLUME_NAMES), max_size=2, unique=True))),
+            volumes=tuple(draw(st.lists(st.sampled_from(volume_names or ["none"]), max_size=2,
+                                        unique=True))),
             size=draw(st.integers(0, 50)), finished_at=finished))
     return made
 
@@ -90,10 +91,10 @@ def containers(draw, image_ids: list[str]) -> list[Container]:
 @st.composite
 def snapshots(draw) -> Snapshot:
     imgs = draw(images())
-    conts = draw(containers([i.id for i in imgs]))
     vols = [Volume(name, NOW - draw(AGES), MappingProxyType(draw(st.sampled_from([{}, KEEP]))),
                    size=draw(st.integers(0, 100)))
             for name in draw(st.lists(st.sampled_from(VOLUME_NAMES), unique=True))]
+    conts = draw(containers([i.id for i in imgs], [v.name for v in vols]))
     disk = draw(st.sampled_from([None, Disk("/d", "/d"), Disk("/d", "/d", 1000, 500),
                                  Disk("/d", "/d", 1000, 990)]))
     return Snapshot("/var/lib/docker", tuple(conts), tuple(imgs), tuple(vols), disk)
@@ -198,7 +199,7 @@ def _execute(docker: MemoryDocker, policy: NodePolicy, dry_run: bool) -> list[di
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(snapshots(), policies())
 def test_dry_run_changes_nothing_and_the_real_run_removes_exactly_its_plan(snap, policy):
     snap = replace(snap, disk=None)  # the engine's disk is not the generated one
@@ -217,3 +218,6 @@ def test_dry_run_changes_nothing_and_the_real_run_removes_exactly_its_plan(snap,
     taken_along = {("volume", v) for x in dry for v in x.get("volumes") or ()}
     deletions = {(x["kind"], x["id"]) for x in dry if x["action"] == "delete"}
     assert removed == deletions | taken_along
+    for volume in snap.volumes:
+        if volume.labels.get("kubekeeper.keep") == "true" or volume.name.startswith("pg-"):
+            assert volume.name in docker.volumes_by_name, "a protected volume was removed"
