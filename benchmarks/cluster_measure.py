@@ -75,8 +75,8 @@ class Measured:
         return self.stats["maxrss_kib"] / 1024
 
     def where_time_went(self) -> str:
-        """Client CPU, and how long listing and planning took before the first action."""
-        notes = [f"client CPU {self.stats['cpu_s']:.1f} s"]
+        """Process CPU (imports included) and the time listing and planning took."""
+        notes = [f"process CPU {self.stats['cpu_s']:.1f} s"]
         if self.stats.get("first_action_s") is not None:
             notes.append(f"first action after {self.stats['first_action_s']:.1f} s")
         return "; ".join(notes)
