@@ -108,6 +108,16 @@ def _wait_for_replicasets(apps: AppsV1Api, namespace: str, name: str, count: int
     raise RuntimeError(f"the deployment controller made no ReplicaSet {count} for {name}")
 
 
+def _wait_for_replicasets_at_most(apps: AppsV1Api, namespace: str, name: str,
+                                  count: int) -> None:
+    """revisionHistoryLimit 3 + the 2 ReplicaSets of the stuck rollout (no kubelet here)."""
+    for _ in range(300):
+        found = apps.list_namespaced_replica_set(namespace, label_selector=f"app={name}").items
+        if len(found) <= count:
+            return
+        time.sleep(0.1)
+
+
 def _cronjob_with_history(api: ApiClient, namespace: str, name: str, runs: int) -> None:
     """A CronJob keeping 10 successful Jobs, with ``runs`` finished Jobs it owns."""
     cronjob = BatchV1Api(api).create_namespaced_cron_job(namespace, {
@@ -140,6 +150,9 @@ def _finished(api: ApiClient, namespace: str, name: str, finished: datetime, suc
 
 
 def show_leftovers(client: docker.DockerClient, plane: ControlPlane) -> None:
+    """Print what survived, once the controllers have acted on the patched limits."""
+    with kubernetes.config.new_client_from_config(str(plane.kubeconfig)) as api:
+        _wait_for_replicasets_at_most(AppsV1Api(api), "demo-shop", "web", 5)
     print("Docker containers:", sorted(c.name for c in client.containers.list(all=True)))
     print("Docker images:", sorted(t for i in client.images.list() for t in i.tags))
     print("Docker volumes:", sorted(v.name[:16] for v in client.volumes.list()))

@@ -9,7 +9,7 @@ Policy ``cluster.resourceRequests``:
 - Findings are reported against the top-level owner, never per pod: Deployments,
   StatefulSets, DaemonSets and CronJobs (their job template) are always
   checked; Jobs, ReplicaSets and Pods only when no controller owns them.
-  Finished bare pods are not checked.
+  Finished bare Jobs and pods are not checked: they start no more containers.
 - ``action: report`` reports; ``limitrange`` also keeps a LimitRange
   ``kubekeeper-defaults`` in every namespace in scope whose Container
   ``defaultRequest`` holds the defaults of the required resources (only that
@@ -62,8 +62,9 @@ def _top_level(inventory: Inventory) -> Iterator[tuple[Meta, tuple[Container, ..
     for records in (inventory.deployment, inventory.statefulset, inventory.daemonset,
                     inventory.cronjob):
         yield from ((r.meta, r.containers) for r in records)
-    for records in (inventory.job, inventory.replicaset):
-        yield from ((r.meta, r.containers) for r in records if r.meta.controller is None)
+    yield from ((j.meta, j.containers) for j in inventory.job
+                if j.meta.controller is None and j.finished_at is None)
+    yield from ((r.meta, r.containers) for r in inventory.replicaset if r.meta.controller is None)
     yield from ((p.meta, p.containers) for p in inventory.pod
                 if p.meta.controller is None and p.phase not in ("Succeeded", "Failed"))
 

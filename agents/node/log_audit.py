@@ -94,9 +94,10 @@ def _container_findings(facts: LogFacts, log: ContainerLog, rules: LogRules) -> 
 
 
 def _largest(facts: LogFacts, rules: LogRules) -> list[Action]:
+    """The biggest files, for capacity planning; empty logs would only be noise."""
     files = [(c.size, c.path, c.container_name, c.container_id, c.namespace)
-             for c in facts.containers if c.size is not None and c.path]
-    files += [(f.size, f.path, f.path, "", None) for f in facts.kubelet_files]
+             for c in facts.containers if c.size and c.path]
+    files += [(f.size, f.path, f.path, "", None) for f in facts.kubelet_files if f.size]
     files.sort(key=lambda f: (-f[0], f[1]))
     top = files[:rules.topN]
     total = sum(f[0] for f in top)

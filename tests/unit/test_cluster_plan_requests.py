@@ -103,6 +103,14 @@ def test_every_top_level_owner_kind_is_checked_and_owned_objects_are_not():
                      ("replicaset", "bare-rs")]
 
 
+def test_finished_bare_jobs_start_no_containers_and_are_not_checked():
+    done = records.job({"metadata": meta("migrate"), "spec": {"template": {"spec": {
+        "containers": [BARE]}}}, "status": {"completionTime": "2025-05-01T00:00:00Z",
+        "conditions": [{"type": "Complete", "status": "True"}]}})
+    running = templated(records.job, "import", BARE)
+    assert [a.name for a in plan(Inventory(job=(done, running)))] == ["import"]
+
+
 def test_patch_fills_only_the_missing_requests_of_the_template():
     inventory = Inventory(deployment=(workload("deployment", "web", FULL,
                                                container("app", {"cpu": "250m"}),

@@ -107,3 +107,9 @@ def test_kubelet_walk_counts_each_file_once_through_links_rerooted_under_host_ro
     assert [(f.path, f.size) for f in found] == [("/var/log/pods/ns_pod_uid/app/0.log", 100)]
     assert [f.path for f in kubelet_files(paths, set())] == \
         ["/var/log/pods/ns_pod_uid/app/0.log", "/var/log/pods/ns_pod_uid/app/1.log"]
+
+
+def test_empty_log_files_never_fill_the_largest_n():
+    f = facts(log("a", 0, max_size="1g"), log("b", 5, max_size="1g"),
+              daemon_opts={"max-size": "1g"}, files=(LogFile("/var/log/pods/x/0.log", 0, NOW),))
+    assert findings(f, LogRules(topN=5)) == [("name-b", "logs.topN", "report")]
