@@ -23,8 +23,8 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
         *((verb, resource) for verb in ("get", "list") for resource in (
             "namespaces", "pods", *_WORKLOADS, "replicasets.apps", "jobs.batch",
             "cronjobs.batch", "limitranges")),
-        *((verb, "limitranges") for verb in ("create", "update", "patch")),
-        *(("patch", resource) for resource in (*_WORKLOADS, "jobs.batch", "cronjobs.batch")),
+        *((verb, "limitranges") for verb in ("create", "patch")),
+        *(("patch", resource) for resource in (*_WORKLOADS, "cronjobs.batch")),
         ("create", "events"),
     },
     "revisions": {

@@ -1,0 +1,206 @@
+"""The node benchmark's measurements, each on an engine the caller has just restored.
+
+- ``agent_run``: ``kubekeeper node run --once --no-dry-run --job cleanup`` as a
+  child process, timed from spawn to exit (interpreter start and imports
+  included), its report kept.
+- ``baseline``: ``docker container prune``, ``image prune -a``, ``volume prune``
+  through the API, timed around the three calls.
+- ``plan_cli`` and ``plan_in_process``: the dry-run plan, as the whole CLI and
+  as inventory + plan inside this process.
+- ``daemon_rss``: the daemon as a child process, its RSS sampled every 50 ms
+  through its first runs and while it idles afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import psutil
+
+from agents.node import inventory
+from agents.node.docker_port import EnginePort
+from agents.node.host_paths import HostPaths
+from agents.node.planner import details_needed, plan_cleanup
+from agents.policy_loader import load_policy
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_EVERY_S = 0.05
+IDLE_WINDOW_S = 5.0
+
+POLICY = """\
+apiVersion: kubekeeper/v1
+dryRun: false
+maxDeletionsPerRun: 1000000
+node:
+  schedule: {{cleanup: {{every: 1h}}, logs: {{every: 1h}}, jitter: 0s}}
+  parallelism: {parallelism}
+  containers: {{olderThan: 0s}}
+  images:
+    dangling: {{olderThan: 0s}}
+    unused: {{olderThan: 0s}}
+    diskPressure: {{enabled: false}}
+  volumes: {{olderThan: 0s, includeNamed: true}}
+"""
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    wall_s: float
+    exit_code: int
+    summary: dict[str, Any]
+    results: Counter[str]
+    """``kind result`` → lines, from the report."""
+    remaining: dict[str, set[str]]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    wall_s: float
+    steps: dict[str, float]
+    remaining: dict[str, set[str]]
+    removed: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    inventory_s: float
+    plan_s: float
+    actions: int
+
+
+@dataclass(frozen=True)
+class Memory:
+    idle_mib: float
+    peak_mib: float
+    samples: int
+
+
+def write_policy(work: Path, parallelism: int) -> Path:
+    path = work / "policy.yaml"
+    path.write_text(POLICY.format(parallelism=parallelism))
+    return path
+
+
+def state(client: docker.DockerClient) -> dict[str, set[str]]:
+    """Every container id, image id, image tag and volume name the engine has."""
+    images = client.api.images(all=True)
+    return {
+        "container": {c["Id"] for c in client.api.containers(all=True)},
+        "image": {i["Id"] for i in images},
+        "tag": {t for i in images for t in i.get("RepoTags") or [] if "<none>" not in t},
+        "volume": {v["Name"] for v in client.api.volumes().get("Volumes") or []},
+    }
+
+
+def _agent_argv(command: str, policy: Path, docker_host: str) -> list[str]:
+    return [sys.executable, "-m", "agents", "node", command, "--job", "cleanup",
+            "--policy", str(policy), "--docker-host", docker_host, "--log-format", "json",
+            "--node-name", "bench"]
+
+
+def agent_run(client: docker.DockerClient, docker_host: str, policy: Path, work: Path,
+              label: str) -> AgentRun:
+    argv = [*_agent_argv("run", policy, docker_host), "--once", "--no-dry-run"]
+    out = work / f"{label}.report.jsonl"
+    wall, code = _timed_child(argv, out, work / f"{label}.stderr")
+    lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    summary = next((x for x in lines if x["event"] == "run.summary"), {})
+    results = Counter(f"{x['kind']} {x['result']}" for x in lines if x["event"] == "action")
+    return AgentRun(wall, code, summary, results, state(client))
+
+
+def plan_cli(docker_host: str, policy: Path, work: Path, label: str) -> float:
+    """Wall time of ``kubekeeper node plan --job cleanup`` (JSON lines to a file)."""
+    argv = _agent_argv("plan", policy, docker_host)
+    wall, code = _timed_child(argv, work / f"{label}.plan.jsonl", work / f"{label}.plan.stderr")
+    if code != 0:
+        print(f"warning: node plan exited {code}", file=sys.stderr)
+    return wall
+
+
+def plan_in_process(docker_host: str, policy_path: Path) -> Plan:
+    """Inventory (both steps) and the pure plan, timed apart, as ``node run`` does them."""
+    policy = load_policy(str(policy_path)).node
+    port = EnginePort(docker_host, pool_size=10)
+    try:
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+        snap = inventory.take(port, HostPaths("/"))
+        containers, images = details_needed(snap, policy, now)
+        snap = inventory.with_details(port, snap, containers, images)
+        listed = time.perf_counter()
+        actions = plan_cleanup(snap, policy, now)
+        planned = time.perf_counter()
+    finally:
+        port.close()
+    return Plan(listed - started, planned - listed, len(actions))
+
+
+def baseline(client: docker.DockerClient) -> Baseline:
+    """``docker container prune -f && docker image prune -af && docker volume prune -f``."""
+    calls = {
+        "container prune": client.containers.prune,
+        "image prune -a": lambda: client.images.prune(filters={"dangling": False}),
+        "volume prune": client.volumes.prune,
+    }
+    steps: dict[str, float] = {}
+    removed: dict[str, int] = {}
+    for name, call in calls.items():
+        started = time.perf_counter()
+        answer = call()
+        steps[name] = time.perf_counter() - started
+        listed = (answer.get("ContainersDeleted") or answer.get("ImagesDeleted")
+                  or answer.get("VolumesDeleted") or [])
+        removed[name] = len(listed)
+    return Baseline(sum(steps.values()), steps, state(client), removed)
+
+
+def daemon_rss(docker_host: str, policy: Path, work: Path, runs: int = 2) -> Memory:
+    """Peak RSS until ``runs`` summaries are written, then the highest RSS while idle.
+
+    The daemon runs every job once at start, so "idle" is measured after those
+    runs: the state a DaemonSet pod spends its time in.
+    """
+    out = work / "daemon.report.jsonl"
+    argv = [sys.executable, "-m", "agents", "node", "run", "--policy", str(policy),
+            "--docker-host", docker_host, "--log-format", "json", "--node-name", "bench"]
+    with open(out, "w") as stdout, open(work / "daemon.stderr", "w") as stderr:
+        child = subprocess.Popen(argv, cwd=REPO, stdout=stdout, stderr=stderr)
+    try:
+        proc = psutil.Process(child.pid)
+        busy = _sample_until(proc, lambda: _summaries(out) >= runs or child.poll() is not None)
+        idle_until = time.monotonic() + IDLE_WINDOW_S
+        idle = _sample_until(proc, lambda: time.monotonic() >= idle_until)
+    finally:
+        child.terminate()
+        child.wait(60)
+    return Memory(max(idle) / 2**20, max(busy + idle) / 2**20, len(busy) + len(idle))
+
+
+def _sample_until(proc: psutil.Process, done: Any) -> list[int]:
+    samples: list[int] = []
+    while not done():
+        samples.append(proc.memory_info().rss)
+        time.sleep(SAMPLE_EVERY_S)
+    samples.append(proc.memory_info().rss)
+    return samples
+
+
+def _summaries(report: Path) -> int:
+    return report.read_text().count('"event": "run.summary"')
+
+
+def _timed_child(argv: list[str], stdout_path: Path, stderr_path: Path) -> tuple[float, int]:
+    with open(stdout_path, "w") as stdout, open(stderr_path, "w") as stderr:
+        started = time.perf_counter()
+        code = subprocess.run(argv, cwd=REPO, stdout=stdout, stderr=stderr).returncode
+        return time.perf_counter() - started, code
