@@ -132,10 +132,55 @@ def trigger(value: Any) -> Trigger:
     if not isinstance(value, str):
         raise ValueError(f"{_show(value)} is not a schedule ({_SCHEDULE_HINT})")
     try:
-        CronTrigger.from_crontab(value)
+        cron_trigger(value)
     except ValueError as exc:
         raise ValueError(f"{_show(value)} is not a cron expression: {exc}") from None
     return Trigger(cron=value)
+
+
+def cron_trigger(expr: str, **options: Any) -> CronTrigger:
+    """A trigger for a crontab line, with crontab's weekdays: 0 and 7 are Sunday.
+
+    APScheduler 3 counts weekday 0 as Monday (its ``from_crontab`` keeps that
+    historical mismatch), so numbers are translated to day names first; an
+    admin's ``0 3 * * 0`` then runs on Sunday, as in every other cron.
+    """
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"Wrong number of fields; got {len(fields)}, expected 5")
+    minute, hour, day, month, weekday = fields
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month,
+                       day_of_week=_weekday_names(weekday), **options)
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _weekday_names(field: str) -> str:
+    if not any(char.isdigit() for char in field):
+        return field
+    days: set[int] = set()
+    for part in field.split(","):
+        body, _, step = part.partition("/")
+        if body == "*":
+            first, last = 0, 6
+        elif "-" in body:
+            first, last = (_weekday(x) for x in body.split("-", 1))
+        else:
+            first = _weekday(body)
+            last = 6 if step else first
+        if (step and not step.isdigit()) or first > last:
+            raise ValueError(f"{part!r} is not a day-of-week range")
+        days.update(d % 7 for d in range(first, last + 1, int(step or 1)))
+    return ",".join(_WEEKDAYS[d] for d in sorted(days))
+
+
+def _weekday(text: str) -> int:
+    if text.isdigit() and int(text) <= 7:
+        return int(text)
+    if text.lower() in _WEEKDAYS:
+        return _WEEKDAYS.index(text.lower())
+    raise ValueError(f"{text!r} is not a day of the week (0-7 or sun-sat)")
 
 
 def suggestion(word: Any, known: Any) -> str:

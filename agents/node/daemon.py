@@ -27,12 +27,11 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
 
 from agents import errors
-from agents.checks import Trigger
+from agents.checks import Trigger, cron_trigger
 from agents.node import health
 from agents.node.agent import NodeOptions, run_job
 from agents.policy import Policy
@@ -64,9 +63,7 @@ def trigger_for(schedule: Trigger, jitter: timedelta | None = None) -> BaseTrigg
         return IntervalTrigger(seconds=schedule.every.total_seconds(), jitter=spread,
                                timezone=UTC)
     assert schedule.cron is not None
-    minute, hour, day, month, weekday = schedule.cron.split()
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=weekday,
-                       jitter=spread, timezone=UTC)
+    return cron_trigger(schedule.cron, jitter=spread, timezone=UTC)
 
 
 def interval_of(schedule: Trigger, now: datetime) -> timedelta:

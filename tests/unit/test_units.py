@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from agents import units
+from agents import checks, units
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -70,3 +70,25 @@ def test_formatting_round_trips():
     assert units.format_duration(timedelta(hours=36)) == "1d12h"
     assert units.format_age(timedelta(days=9, hours=5)) == "9d"
     assert units.format_bytes(1536 * 2**20) == "1.5Gi"
+
+
+@pytest.mark.parametrize(("expr", "weekday"), [
+    ("0 3 * * 0", 6), ("0 3 * * 7", 6), ("0 3 * * sun", 6), ("0 3 * * 1", 0), ("0 3 * * 5-7", 4),
+])
+def test_cron_weekdays_count_from_sunday_as_crontab_does(expr, weekday):
+    """APScheduler 3 alone would run ``* * * * 0`` on Mondays."""
+    start = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday
+    fire = checks.cron_trigger(expr, timezone=UTC).get_next_fire_time(None, start)
+    assert fire.weekday() == weekday
+
+
+def test_cron_weekday_lists_ranges_and_steps():
+    start = datetime(2026, 11, 22, 12, tzinfo=UTC)  # a Sunday afternoon
+    trigger = checks.cron_trigger("0 0 * * 1-5/2,0", timezone=UTC)
+    fires, fire = [], None
+    for _ in range(4):
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1) if fire else start)
+        fires.append(fire.strftime("%a"))
+    assert fires == ["Mon", "Wed", "Fri", "Sun"]
+    with pytest.raises(ValueError, match="not a day of the week"):
+        checks.cron_trigger("0 0 * * 8")

@@ -1,0 +1,130 @@
+"""``python -m benchmarks.node_prune``: the node agent against Docker's own prune, at scale.
+
+Starts a private dockerd in a temporary directory, seeds it once (by default
+500 images sharing layers, 2,000 exited containers, 500 dangling volumes; see
+``node_seed``), stops it and snapshots its data root.  Each trial then
+restores that snapshot before every measurement, so all of them start from
+the same state:
+
+- (a) ``kubekeeper node run --once --no-dry-run --job cleanup`` (a policy whose
+  thresholds select everything the prune commands remove) against
+  ``docker container prune -f && docker image prune -af && docker volume prune -f``
+  through the API, both on a fresh state; the sets left behind are compared;
+- (b) the dry-run plan: ``node plan`` as a whole command, and inventory + plan
+  inside this process;
+- (c) the daemon's RSS at its peak during its first runs and when idle after.
+
+Prints a Markdown table on stdout (progress on stderr) and exits 0 whatever
+the numbers: a missed target says MISSED, nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+
+import docker
+
+from benchmarks import node_engine
+from benchmarks import node_measure as measure
+from benchmarks.node_seed import Scale, seed
+from benchmarks.node_table import Setup, Trial, render
+from scripts.localenv import dockerd
+
+QUICK = Scale(images=40, containers=100, volumes=40)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    scale = QUICK if args.quick else Scale(args.images, args.containers, args.volumes)
+    started = datetime.now(UTC)
+    work = Path(tempfile.mkdtemp(prefix="kknp-", dir="/tmp"))
+    engine_dir = work / "d"
+    try:
+        setup, trials = _bench(args, scale, work, engine_dir)
+    finally:
+        dockerd.stop(engine_dir)
+        shutil.rmtree(work, ignore_errors=True)
+    print(render(setup, trials, started))
+    return 0
+
+
+def _bench(args: argparse.Namespace, scale: Scale, work: Path,
+           engine_dir: Path) -> tuple[Setup, list[Trial]]:
+    engine = node_engine.start(engine_dir)
+    with closing(engine.client(timeout=1800)) as client:
+        steps = seed(client, scale)
+        seeded = measure.state(client)
+        info = client.version()
+        counts = _counts(client)
+    _progress("snapshot of the seeded data root ...")
+    snapshot_s = node_engine.snapshot(engine, work / "snapshot")
+    policy = measure.write_policy(work, args.parallelism)
+    setup = Setup(scale, args.parallelism, steps, snapshot_s, info, counts,
+                  {k: len(v) for k, v in seeded.items()})
+    trials = [_trial(engine, work, policy, scale, n) for n in range(args.repeat)]
+    return setup, trials
+
+
+def _trial(engine: dockerd.DockerEngine, work: Path, policy: Path, scale: Scale,
+           n: int) -> Trial:
+    snapshot, url = work / "snapshot", engine.base_url
+
+    def fresh(what: str) -> None:
+        _progress(f"trial {n + 1}: restore for {what} ...")
+        seconds = node_engine.restore(engine, snapshot, scale.running)
+        _progress(f"trial {n + 1}: restored in {seconds:.1f}s")
+
+    fresh("the plan and the agent's run")
+    plan = measure.plan_in_process(url, policy)
+    plan_wall = measure.plan_cli(url, policy, work, f"t{n}")
+    with closing(engine.client(timeout=1800)) as client:
+        agent = measure.agent_run(client, url, policy, work, f"t{n}")
+    fresh("the prune baseline")
+    with closing(engine.client(timeout=1800)) as client:
+        base = measure.baseline(client)
+    fresh("the daemon")
+    memory = measure.daemon_rss(url, policy, work)
+    trial = Trial(plan, plan_wall, agent, base, memory)
+    _progress(f"trial {n + 1}: agent {agent.wall_s:.2f}s, baseline {base.wall_s:.2f}s, "
+              f"plan {plan.inventory_s + plan.plan_s:.2f}s in-process / {plan_wall:.2f}s CLI, "
+              f"RSS idle {memory.idle_mib:.1f} MiB, peak {memory.peak_mib:.1f} MiB")
+    return trial
+
+
+def _counts(client: docker.DockerClient) -> dict[str, int]:
+    api = client.api
+    return {
+        "dangling images": len(api.images(filters={"dangling": True}, quiet=True)),
+        "running containers": len(api.containers(filters={"status": "running"})),
+        "exited containers": len(api.containers(filters={"status": "exited"})),
+        "dangling volumes": len(api.volumes(filters={"dangling": True}).get("Volumes") or []),
+    }
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.node_prune",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=500, help="images, intermediate included")
+    parser.add_argument("--containers", type=int, default=2000, help="exited containers")
+    parser.add_argument("--volumes", type=int, default=500, help="dangling volumes")
+    parser.add_argument("--repeat", type=int, default=3, help="trials (medians are printed)")
+    parser.add_argument("--parallelism", type=int, default=4,
+                        help="the policy's node.parallelism (default 4, the policy default)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a quick check: {QUICK.images} images, {QUICK.containers} "
+                             f"containers, {QUICK.volumes} volumes (overrides the sizes)")
+    return parser.parse_args(argv)
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

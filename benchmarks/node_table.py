@@ -1,0 +1,172 @@
+"""The node benchmark's printout: Markdown, each number as median (min-max) beside its target.
+
+A missed target prints MISSED; nothing here fails the benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from benchmarks.node_measure import AgentRun, Baseline, Memory, Plan
+from benchmarks.node_seed import Scale, Step
+
+MAX_RATIO = 1.0
+MAX_PLAN_S = 1.0
+MAX_IDLE_MIB = 60.0
+_KINDS = ("container", "image", "volume")
+
+
+@dataclass(frozen=True)
+class Setup:
+    scale: Scale
+    parallelism: int
+    steps: list[Step]
+    snapshot_s: float
+    version: dict[str, Any]
+    counts: dict[str, int]
+    seeded: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Trial:
+    plan: Plan
+    plan_wall_s: float
+    agent: AgentRun
+    baseline: Baseline
+    memory: Memory
+
+    @property
+    def ratio(self) -> float:
+        return self.agent.wall_s / self.baseline.wall_s
+
+    @property
+    def plan_s(self) -> float:
+        return self.plan.inventory_s + self.plan.plan_s
+
+    @property
+    def agent_in_process_s(self) -> float:
+        return float(self.agent.summary.get("duration_s") or 0.0)
+
+
+def render(setup: Setup, trials: Sequence[Trial], started: datetime) -> str:
+    return "\n\n".join([
+        "## Node agent against Docker's prune (`benchmarks/node_prune.py`)",
+        _header(setup, trials, started),
+        _table(("metric", "measured median (min-max)", "target", "result"), _rows(trials)),
+        "### Where the time goes (medians)",
+        _where(trials),
+        "### Same set removed? (what is left after each, compared)",
+        "\n".join(_same_set(n, t) for n, t in enumerate(trials, 1)),
+        "### Agent report lines (kind result), last trial",
+        ", ".join(f"{k} {n:,}" for k, n in sorted(trials[-1].agent.results.items())),
+        "### Seeding (not measured)",
+        _table(("step", "seconds"), [(s.name, f"{s.seconds:.1f}") for s in setup.steps]
+               + [("stop dockerd + `cp -a` of the data root", f"{setup.snapshot_s:.1f}")]),
+    ])
+
+
+def _header(setup: Setup, trials: Sequence[Trial], started: datetime) -> str:
+    scale, counts, seeded, version = setup.scale, setup.counts, setup.seeded, setup.version
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return "\n".join([
+        f"- Date: {started:%Y-%m-%d %H:%M} UTC; {len(trials)} trials, each measurement on "
+        "the seeded state restored from a snapshot",
+        f"- Machine: {_machine()}; load average at the end {load} (shared with other work)",
+        f"- Docker: {version.get('Version')} (API {version.get('ApiVersion')}), a private "
+        "dockerd, overlay2, on the same machine",
+        f"- Scale (requested {scale.images} images / {scale.containers} exited containers / "
+        f"{scale.volumes} dangling volumes): {seeded['image']:,} images (all, intermediate "
+        f"included; {counts['dangling images']} dangling), {seeded['tag']:,} tags, "
+        f"{counts['exited containers']:,} exited containers (every 10th with an anonymous "
+        f"volume), {counts['dangling volumes']:,} dangling volumes (the standalone ones, half "
+        f"named, plus the anonymous ones in use by exited containers: {seeded['volume']:,} in "
+        f"all), and {counts['running containers']} running containers that must stay",
+        f"- Agent policy: dryRun false, parallelism {setup.parallelism}, every olderThan 0s, "
+        "images.unused and images.dangling on, diskPressure off, volumes.includeNamed true "
+        "(Docker 20.10, API 1.41, `volume prune` removes named volumes too), job cleanup",
+    ])
+
+
+def _rows(trials: Sequence[Trial]) -> list[tuple[str, str, str, str]]:
+    def row(metric: str, value: Callable[[Trial], float], unit: str, limit: float | None,
+            fmt: str = ".2f") -> tuple[str, str, str, str]:
+        values = [value(t) for t in trials]
+        mid = statistics.median(values)
+        shown = f"{mid:{fmt}} {unit} ({min(values):{fmt}}-{max(values):{fmt}})"
+        if limit is None:
+            return metric, shown, "-", "-"
+        return metric, shown, f"≤ {limit:g} {unit}".rstrip(), "pass" if mid <= limit else "MISSED"
+
+    return [
+        row("(a) agent full run: `node run --once`, spawn to exit", lambda t: t.agent.wall_s,
+            "s", None),
+        row("(a) baseline: container + image -a + volume prune (API)",
+            lambda t: t.baseline.wall_s, "s", None),
+        row("(a) **ratio agent / baseline** (full run wall time)", lambda t: t.ratio, "",
+            MAX_RATIO),
+        row("(a) ratio, agent's own run.summary duration / baseline",
+            lambda t: t.agent_in_process_s / t.baseline.wall_s, "", None),
+        row("(b) **dry-run plan, in-process** (inventory + plan)", lambda t: t.plan_s, "s",
+            MAX_PLAN_S),
+        row("(b) dry-run plan, whole `node plan` command (spawn to exit)",
+            lambda t: t.plan_wall_s, "s", MAX_PLAN_S),
+        row("(c) **daemon RSS, idle** (after its first runs)", lambda t: t.memory.idle_mib,
+            "MiB", MAX_IDLE_MIB, ".1f"),
+        row("(c) daemon RSS, peak during its runs (cleanup + log audit)",
+            lambda t: t.memory.peak_mib, "MiB", None, ".1f"),
+    ]
+
+
+def _where(trials: Sequence[Trial]) -> str:
+    def med(value: Callable[[Trial], float]) -> float:
+        return statistics.median(value(t) for t in trials)
+
+    startup = med(lambda t: t.agent.wall_s - t.agent_in_process_s)
+    inventory, plan = med(lambda t: t.plan.inventory_s), med(lambda t: t.plan.plan_s)
+    execute = med(lambda t: t.agent_in_process_s - t.plan_s)
+    steps = trials[0].baseline.steps
+    base = ", ".join(f"{name} {med(lambda t, n=name: t.baseline.steps[n]):.2f}s"
+                     for name in steps)
+    return "\n".join([
+        f"- agent: interpreter start, imports and connect {startup:.2f}s; inventory "
+        f"{inventory:.2f}s; plan {plan:.3f}s; execution ≈ {execute:.2f}s "
+        f"(run.summary duration minus the in-process inventory + plan); "
+        f"{med(lambda t: t.plan.actions):,.0f} actions",
+        f"- baseline: {base}",
+    ])
+
+
+def _same_set(n: int, trial: Trial) -> str:
+    agent, base = trial.agent.remaining, trial.baseline.remaining
+    verdicts = []
+    for kind in _KINDS:
+        only_agent, only_base = agent[kind] - base[kind], base[kind] - agent[kind]
+        same = not only_agent and not only_base
+        verdicts.append(f"{kind}s {'same' if same else 'DIFFERENT'} ({len(agent[kind])} left"
+                        + ("" if same else f"; {len(only_agent)} only after the agent, "
+                           f"{len(only_base)} only after prune") + ")")
+    tags = f"tags left: agent {len(agent['tag'])}, prune {len(base['tag'])}"
+    failed = sum(v for k, v in trial.agent.results.items() if not k.endswith(" done"))
+    return (f"- trial {n}: " + "; ".join(verdicts) + f"; {tags}; agent exit code "
+            f"{trial.agent.exit_code}, {failed} actions not done")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _machine() -> str:
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        cpu = next((line.split(":", 1)[1].strip() for line in info
+                    if line.startswith("model name")), "unknown CPU")
+    with open("/proc/meminfo", encoding="utf-8") as info:
+        kib = next(int(line.split()[1]) for line in info if line.startswith("MemTotal"))
+    return f"{cpu}, {os.cpu_count()} cores, {kib / 1024 ** 2:.1f} GiB RAM"
+
