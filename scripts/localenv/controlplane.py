@@ -11,7 +11,6 @@ Command line: `python -m scripts.localenv.controlplane up|down [--state-dir DIR]
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from scripts.localenv import certificates, processes
+from scripts.localenv import certificates, processes, service_cli
 
 _BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "controlplane" / "build"
 _DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager")
@@ -314,21 +313,9 @@ def _get_ok(url: str, context: ssl.SSLContext | None) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`up` prints the KUBECONFIG export line; `down` stops and wipes the control plane."""
-    parser = argparse.ArgumentParser(prog="controlplane", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument("--state-dir", type=Path, default=default_state_dir())
-    args = parser.parse_args(argv)
-    if args.action == "down":
-        stop(args.state_dir)
-        return 0
-    try:
-        plane = start(args.state_dir)
-    except processes.ServiceStartError as err:
-        print(err, file=sys.stderr)
-        return 1
-    print(f"export KUBECONFIG={plane.kubeconfig}")
-    return 0
+    """`up` prints the KUBECONFIG export line; `down` stops and wipes the service."""
+    return service_cli.main(argv, "controlplane", __doc__.splitlines()[0], default_state_dir(),
+                            start, stop, lambda service: f"export KUBECONFIG={service.kubeconfig}")
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ Command line: `python -m scripts.localenv.dockerd up|down [--state-dir DIR]`;
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from scripts.localenv import debian_packages, mounts, processes
+from scripts.localenv import debian_packages, mounts, processes, service_cli
 
 _START_TIMEOUT = 60.0
 _MAX_SOCKET_PATH = 108  # sizeof(sockaddr_un.sun_path) on Linux, terminating NUL included
@@ -173,22 +173,10 @@ def _answers_ping(engine: DockerEngine) -> bool:
         return False
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`up` prints the DOCKER_HOST export line; `down` stops and wipes the engine."""
-    parser = argparse.ArgumentParser(prog="dockerd", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument("--state-dir", type=Path, default=default_state_dir())
-    args = parser.parse_args(argv)
-    if args.action == "down":
-        stop(args.state_dir)
-        return 0
-    try:
-        engine = start(args.state_dir)
-    except processes.ServiceStartError as err:
-        print(err, file=sys.stderr)
-        return 1
-    print(f"export DOCKER_HOST={engine.base_url}")
-    return 0
+def main(argv: Sequence[str] | None = None) -> int:
+    """`up` prints the DOCKER_HOST export line; `down` stops and wipes the service."""
+    return service_cli.main(argv, "dockerd", __doc__.splitlines()[0], default_state_dir(),
+                            start, stop, lambda service: f"export DOCKER_HOST={service.base_url}")
 
 
 if __name__ == "__main__":
