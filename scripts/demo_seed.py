@@ -20,7 +20,7 @@ from kubernetes.client import ApiClient, AppsV1Api, BatchV1Api, CoreV1Api
 
 from scripts.localenv import testimages
 from scripts.localenv.controlplane import ControlPlane
-from tests.kube_jobs import finish_job, job
+from scripts.localenv.kube_jobs import finish_job, job
 
 _PAUSE = "registry.k8s.io/pause:3.10"
 

@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
-from tests.integration.test_cluster_support import (
+from scripts.localenv.kube_jobs import finish_job, job
+from tests.cluster_runs import (
     ago,
     container,
     events_about,
     policy_for,
     run_task,
 )
-from tests.kube_jobs import finish_job, job
 from tests.polling import wait_for
 
 DELETE = "completedJobs: {action: delete}"

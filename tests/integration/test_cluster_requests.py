@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from kubernetes.client import ApiClient, AppsV1Api, BatchV1Api, CoreV1Api
 
-from tests.integration.test_cluster_support import (
+from scripts.localenv.kube_jobs import job
+from tests.cluster_runs import (
     container,
     events_about,
     pod_template,
     policy_for,
     run_task,
 )
-from tests.kube_jobs import job
 from tests.polling import wait_for
 
 SIZED = {"cpu": "50m", "memory": "64Mi"}

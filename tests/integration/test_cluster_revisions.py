@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from kubernetes.client import ApiClient, AppsV1Api
 
-from tests.integration.test_cluster_support import (
+from tests.cluster_runs import (
     events_about,
     pod_template,
     policy_for,

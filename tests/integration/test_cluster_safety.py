@@ -19,7 +19,8 @@ from kubernetes.client import (
 
 from agents.cli import main
 from agents.cluster.api import KubeApi
-from tests.integration.test_cluster_support import (
+from scripts.localenv.kube_jobs import finish_job, job
+from tests.cluster_runs import (
     Interleaved,
     ago,
     events_about,
@@ -27,7 +28,6 @@ from tests.integration.test_cluster_support import (
     policy_for,
     run_task,
 )
-from tests.kube_jobs import finish_job, job
 
 DELETE = "completedJobs: {action: delete}"
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from kubernetes.client import ApiClient, BatchV1Api
 
+from scripts.localenv import kube_jobs
 from scripts.localenv.controlplane import ControlPlane
-from tests import installation, kube_jobs
+from tests import installation
 from tests.installation import NODE_NAMESPACE, SYSTEM_NAMESPACE, TASKS
 
 SEEDS = """\

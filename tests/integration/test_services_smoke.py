@@ -21,7 +21,7 @@ from kubernetes.client import (
 )
 
 from scripts.localenv import testimages
-from tests.kube_jobs import FAKE_JOB_CONTROLLER, finish_job, job
+from scripts.localenv.kube_jobs import FAKE_JOB_CONTROLLER, finish_job, job
 from tests.polling import wait_for
 
 
