@@ -66,6 +66,11 @@ def _header(args: argparse.Namespace, scale: Scale, started: datetime) -> str:
         "requests → limitrange, revisions → patch, jobs → delete (orphanPods on)",
         "- Minimum requests: ceil(objects / pageSize) list pages per kind read "
         "(at least 1) + 1 per mutation + 1 per Event",
+        "- Baseline: the same Jobs, re-seeded identically, deleted in the task's order "
+        f"with plain parallel DELETEs (propagationPolicy Background) on {args.concurrency} "
+        "threads; it is given the names (no list), the task lists and plans; events off on "
+        "both sides",
+        "- Peak RSS: VmHWM of the child process that runs the task (imports included)",
     ])
 
 

@@ -8,16 +8,20 @@
 - ``plan_cli`` and ``plan_in_process``: the dry-run plan, as the whole CLI and
   as inventory + plan inside this process.
 - ``daemon_rss``: the daemon as a child process, its RSS sampled every 50 ms
-  through its first runs and while it idles afterwards.
+  through its first runs and while it idles afterwards;
+- ``CpuMeter``: the CPU seconds dockerd and the client side spend meanwhile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import resource
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +79,46 @@ class Plan:
     inventory_s: float
     plan_s: float
     actions: int
+
+
+@dataclass(frozen=True)
+class Cpu:
+    engine_s: float
+    """dockerd and its containerd."""
+    client_s: float
+    """This process and the children it waited for (the agent's CLI)."""
+
+
+class CpuMeter:
+    """CPU seconds spent inside the ``with`` block by the engine and by the client side.
+
+    Wall time on a shared 2-core machine swings with the other load; CPU
+    seconds show what each side costs regardless.
+    """
+
+    def __init__(self, dockerd_pid: int):
+        self._dockerd = psutil.Process(dockerd_pid)
+        self.used = Cpu(0.0, 0.0)
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._read()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        end = self._read()
+        self.used = Cpu(end.engine_s - self._start.engine_s, end.client_s - self._start.client_s)
+
+    def _read(self) -> Cpu:
+        engine = 0.0
+        for proc in [self._dockerd, *self._dockerd.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = proc.cpu_times()
+                engine += times.user + times.system
+        client = 0.0
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+            usage = resource.getrusage(who)
+            client += usage.ru_utime + usage.ru_stime
+        return Cpu(engine, client)
 
 
 @dataclass(frozen=True)
@@ -186,13 +230,16 @@ def daemon_rss(docker_host: str, policy: Path, work: Path, runs: int = 2) -> Mem
     return Memory(max(idle) / 2**20, max(busy + idle) / 2**20, len(busy) + len(idle))
 
 
-def _sample_until(proc: psutil.Process, done: Any) -> list[int]:
+def _sample_until(proc: psutil.Process, done: Callable[[], bool]) -> list[int]:
+    """RSS samples until ``done()`` (checked after each); stops early if the process exits."""
     samples: list[int] = []
-    while not done():
-        samples.append(proc.memory_info().rss)
-        time.sleep(SAMPLE_EVERY_S)
-    samples.append(proc.memory_info().rss)
-    return samples
+    with contextlib.suppress(psutil.NoSuchProcess):
+        while True:
+            samples.append(proc.memory_info().rss)
+            if done():
+                break
+            time.sleep(SAMPLE_EVERY_S)
+    return samples or [0]
 
 
 def _summaries(report: Path) -> int:

@@ -14,6 +14,10 @@ the same state:
   inside this process;
 - (c) the daemon's RSS at its peak during its first runs and when idle after.
 
+Trials alternate which side of (a) goes first, and record the CPU seconds of
+dockerd and of the client beside the wall times, since another workload may
+share the machine.  ``--quick`` is a small scale for a check in about a minute.
+
 Prints a Markdown table on stdout (progress on stderr) and exits 0 whatever
 the numbers: a missed target says MISSED, nothing is asserted.
 """
@@ -34,7 +38,7 @@ from benchmarks import node_engine
 from benchmarks import node_measure as measure
 from benchmarks.node_seed import Scale, seed
 from benchmarks.node_table import Setup, Trial, render
-from scripts.localenv import dockerd
+from scripts.localenv import dockerd, processes
 
 QUICK = Scale(images=40, containers=100, volumes=40)
 
@@ -73,27 +77,41 @@ def _bench(args: argparse.Namespace, scale: Scale, work: Path,
 
 def _trial(engine: dockerd.DockerEngine, work: Path, policy: Path, scale: Scale,
            n: int) -> Trial:
-    snapshot, url = work / "snapshot", engine.base_url
+    """Every measurement on its own restored state; odd trials run the baseline first."""
+    label, url = f"trial {n + 1}", engine.base_url
 
-    def fresh(what: str) -> None:
-        _progress(f"trial {n + 1}: restore for {what} ...")
-        seconds = node_engine.restore(engine, snapshot, scale.running)
-        _progress(f"trial {n + 1}: restored in {seconds:.1f}s")
+    def fresh(what: str) -> int:
+        _progress(f"{label}: restore for {what} ...")
+        seconds = node_engine.restore(engine, work / "snapshot", scale.running)
+        _progress(f"{label}: restored in {seconds:.1f}s")
+        return processes.read_pid(engine.pid_file) or 0
 
-    fresh("the plan and the agent's run")
-    plan = measure.plan_in_process(url, policy)
-    plan_wall = measure.plan_cli(url, policy, work, f"t{n}")
-    with closing(engine.client(timeout=1800)) as client:
-        agent = measure.agent_run(client, url, policy, work, f"t{n}")
-    fresh("the prune baseline")
-    with closing(engine.client(timeout=1800)) as client:
-        base = measure.baseline(client)
+    def agent_side() -> tuple[measure.Plan, float, measure.AgentRun, measure.Cpu]:
+        pid = fresh("the plan and the agent's run")
+        plan = measure.plan_in_process(url, policy)
+        plan_wall = measure.plan_cli(url, policy, work, f"t{n}")
+        with closing(engine.client(timeout=1800)) as client, measure.CpuMeter(pid) as cpu:
+            agent = measure.agent_run(client, url, policy, work, f"t{n}")
+        return plan, plan_wall, agent, cpu.used
+
+    def baseline_side() -> tuple[measure.Baseline, measure.Cpu]:
+        pid = fresh("the prune baseline")
+        with closing(engine.client(timeout=1800)) as client, measure.CpuMeter(pid) as cpu:
+            base = measure.baseline(client)
+        return base, cpu.used
+
+    if n % 2:
+        base, base_cpu = baseline_side()
+        plan, plan_wall, agent, agent_cpu = agent_side()
+    else:
+        plan, plan_wall, agent, agent_cpu = agent_side()
+        base, base_cpu = baseline_side()
     fresh("the daemon")
-    memory = measure.daemon_rss(url, policy, work)
-    trial = Trial(plan, plan_wall, agent, base, memory)
-    _progress(f"trial {n + 1}: agent {agent.wall_s:.2f}s, baseline {base.wall_s:.2f}s, "
-              f"plan {plan.inventory_s + plan.plan_s:.2f}s in-process / {plan_wall:.2f}s CLI, "
-              f"RSS idle {memory.idle_mib:.1f} MiB, peak {memory.peak_mib:.1f} MiB")
+    trial = Trial(plan, plan_wall, agent, base, measure.daemon_rss(url, policy, work),
+                  agent_cpu, base_cpu)
+    _progress(f"{label}: agent {agent.wall_s:.2f}s, baseline {base.wall_s:.2f}s, plan "
+              f"{trial.plan_s:.2f}s in-process / {plan_wall:.2f}s CLI, RSS idle "
+              f"{trial.memory.idle_mib:.1f} MiB, peak {trial.memory.peak_mib:.1f} MiB")
     return trial
 
 

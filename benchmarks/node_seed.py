@@ -127,7 +127,8 @@ def _exited(client: docker.DockerClient, scale: Scale, refs: list[str]) -> None:
 def _running(client: docker.DockerClient, scale: Scale, tops: list[str]) -> None:
     """Kept by every cleanup: SIGKILL on stop so the snapshot's dockerd stops are quick."""
     for index in range(scale.running):
-        volume = {f"bench-live-{index}": {"bind": "/live", "mode": "rw"}} if index % 2 else None
+        volume = {f"bench-live-{index}": {"bind": "/live", "mode": "rw"}} if index % 2 == 0 \
+            else None
         client.containers.run(tops[index % len(tops)], ["sleep", "864000"],
                               name=f"bench-running-{index}", detach=True, network_mode="none",
                               stop_signal="SIGKILL", restart_policy={"Name": "always"},

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from benchmarks.node_measure import AgentRun, Baseline, Memory, Plan
+from benchmarks.node_measure import AgentRun, Baseline, Cpu, Memory, Plan
 from benchmarks.node_seed import Scale, Step
 
 MAX_RATIO = 1.0
@@ -39,6 +39,8 @@ class Trial:
     agent: AgentRun
     baseline: Baseline
     memory: Memory
+    agent_cpu: Cpu
+    baseline_cpu: Cpu
 
     @property
     def ratio(self) -> float:
@@ -97,7 +99,7 @@ def _rows(trials: Sequence[Trial]) -> list[tuple[str, str, str, str]]:
             fmt: str = ".2f") -> tuple[str, str, str, str]:
         values = [value(t) for t in trials]
         mid = statistics.median(values)
-        shown = f"{mid:{fmt}} {unit} ({min(values):{fmt}}-{max(values):{fmt}})"
+        shown = f"{mid:{fmt}}{unit and ' ' + unit} ({min(values):{fmt}}-{max(values):{fmt}})"
         if limit is None:
             return metric, shown, "-", "-"
         return metric, shown, f"≤ {limit:g} {unit}".rstrip(), "pass" if mid <= limit else "MISSED"
@@ -138,6 +140,10 @@ def _where(trials: Sequence[Trial]) -> str:
         f"(run.summary duration minus the in-process inventory + plan); "
         f"{med(lambda t: t.plan.actions):,.0f} actions",
         f"- baseline: {base}",
+        f"- CPU seconds while removing (dockerd + containerd / client side): agent "
+        f"{med(lambda t: t.agent_cpu.engine_s):.1f} / {med(lambda t: t.agent_cpu.client_s):.1f}"
+        f", baseline {med(lambda t: t.baseline_cpu.engine_s):.1f} / "
+        f"{med(lambda t: t.baseline_cpu.client_s):.1f}",
     ])
 
 
