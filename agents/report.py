@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -22,6 +22,14 @@ from agents.units import format_bytes
 _LEVELS = {Result.DONE: "info", Result.PLANNED: "info", Result.SKIPPED: "warning",
            Result.FAILED: "error"}
 _FREES_SPACE = (Verb.DELETE, Verb.TRUNCATE)
+
+
+class RawJSON(str):
+    """A value that is already JSON text: embedded in the line as is, never re-encoded.
+
+    Deleted objects' manifests travel as the compact text they were listed as;
+    parsing and encoding them again per line would cost more than the delete.
+    """
 
 
 def rfc3339(moment: datetime | None = None) -> str:
@@ -61,12 +69,13 @@ class Reporter:
         }
         for key, value in {**action.details, **outcome.details}.items():
             line.setdefault(key, value)
+        out = self._render(line, _text_action)
         with self._lock:
             self._counts[(action.kind, str(outcome.result))] += 1
             if action.verb in _FREES_SPACE and outcome.result in (Result.DONE, Result.PLANNED):
                 self._bytes += _bytes(outcome) or 0
             self._failed += outcome.result is Result.FAILED
-            self._write(line, _text_action(line))
+            self._write(out)
 
     def summary(self, aborted: str | None = None, error: str | None = None,
                 task: str | None = None) -> dict[str, Any]:
@@ -85,11 +94,18 @@ class Reporter:
                 "duration_s": round(time.monotonic() - self._started, 3),
                 "errors": self._failed + (1 if error else 0), "aborted": aborted, "error": error,
             }
-            self._write(line, _text_summary(line))
+            self._write(self._render(line, _text_summary))
         return line
 
-    def _write(self, line: dict[str, Any], text: str) -> None:
-        out = json.dumps(line, default=str) if self._format == "json" else text
+    def _render(self, line: dict[str, Any], as_text: Callable[[dict[str, Any]], str]) -> str:
+        """Encode outside the lock, so parallel workers only queue for the write itself."""
+        if self._format != "json":
+            return as_text(line)
+        raw = {k: v for k, v in line.items() if isinstance(v, RawJSON)}
+        text = json.dumps({k: v for k, v in line.items() if k not in raw}, default=str)
+        return text[:-1] + "".join(f", {json.dumps(k)}: {v}" for k, v in raw.items()) + "}"
+
+    def _write(self, out: str) -> None:
         self._stream.write(out + "\n")
         self._stream.flush()
 

@@ -18,12 +18,9 @@ known, so a run killed half-way leaves the record of what it did.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import replace
-from types import MappingProxyType
 
 from loguru import logger
 
@@ -123,7 +120,7 @@ class ClusterExecutor:
         resource, details = RESOURCES[action.kind], action.details
         namespace, dry = action.namespace or "", self._dry_run
         if action.verb is Verb.DELETE:
-            self._port.delete(resource, namespace, action.name, preconditions(action), dry)
+            self._port.delete(resource, namespace, action.name, details["preconditions"], dry)
         elif action.verb is Verb.PATCH:
             self._port.patch(resource, namespace, action.name, details["patch"],
                              details["patchType"], dry)
@@ -148,17 +145,5 @@ class ClusterExecutor:
         return Outcome(action, Result.FAILED, error=str(err), details=details)
 
     def _report(self, task: str, outcome: Outcome) -> Outcome:
-        """Write the line; a delete's manifest is shown as an object, kept as text."""
-        shown = outcome
-        manifest = outcome.action.details.get("manifest")
-        if isinstance(manifest, str):
-            shown = replace(outcome, details=MappingProxyType(
-                {**outcome.details, "manifest": json.loads(manifest)}))
-        self._reporter.action(shown, task=task)
+        self._reporter.action(outcome, task=task)
         return outcome
-
-
-def preconditions(action: Action) -> dict[str, str]:
-    """Delete only the object that was planned on: same uid, same resourceVersion."""
-    meta = json.loads(action.details["manifest"])["metadata"]
-    return {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from agents.actions import Action, Verb
 from agents.cluster.inventory import Inventory
-from agents.cluster.planning import act, guarded, rules_for
+from agents.cluster.planning import act, deletion, guarded, rules_for
 from agents.cluster.records import CronJob, Job, Meta, Pod
 from agents.policy import ClusterPolicy, CompletedJobs
 from agents.units import format_age, format_duration
@@ -93,7 +93,7 @@ def _ttl(rules: CompletedJobs, succeeded: bool) -> tuple[timedelta, str]:
 
 def _removal(meta: Meta, rules: CompletedJobs, rule: str, why: str, manifest: str) -> Action:
     if rules.action == "delete":
-        return act(meta, Verb.DELETE, rule, why, manifest=manifest)
+        return deletion(meta, rule, why, manifest)
     return act(meta, Verb.REPORT, rule, why)
 
 

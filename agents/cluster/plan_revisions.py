@@ -23,7 +23,7 @@ from datetime import datetime
 
 from agents.actions import Action, Verb
 from agents.cluster.inventory import Inventory
-from agents.cluster.planning import act, guarded, rules_for
+from agents.cluster.planning import act, deletion, guarded, rules_for
 from agents.cluster.records import Meta, ReplicaSet, Workload
 from agents.policy import ClusterPolicy, RevisionHistory
 from agents.units import format_age, format_duration
@@ -119,7 +119,7 @@ def _ownerless(sets: Iterable[ReplicaSet], policies: Mapping[str, ClusterPolicy]
         if (not rule.enabled or rs.replicas or rs.live_replicas or age is None
                 or age <= rule.olderThan or rs.manifest is None):
             continue
-        actions.append(act(rs.meta, Verb.DELETE, "revisionHistory.ownerlessReplicaSets",
-                           f"no owner, 0 replicas, created {format_age(age)} ago > "
-                           f"{format_duration(rule.olderThan)}", manifest=rs.manifest))
+        actions.append(deletion(rs.meta, "revisionHistory.ownerlessReplicaSets",
+                                f"no owner, 0 replicas, created {format_age(age)} ago > "
+                                f"{format_duration(rule.olderThan)}", rs.manifest))
     return actions

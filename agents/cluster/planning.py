@@ -9,6 +9,7 @@ from typing import Any
 from agents.actions import Action, Verb
 from agents.cluster.records import Meta
 from agents.policy import ClusterPolicy
+from agents.report import RawJSON
 
 
 def rules_for(meta: Meta, policies: Mapping[str, ClusterPolicy]) -> ClusterPolicy | None:
@@ -26,6 +27,16 @@ def rules_for(meta: Meta, policies: Mapping[str, ClusterPolicy]) -> ClusterPolic
 def act(meta: Meta, verb: Verb, rule: str, why: str, **details: Any) -> Action:
     return Action(kind=meta.kind, name=meta.name, verb=verb, rule=rule, why=why, id=meta.uid,
                   namespace=meta.namespace, details=MappingProxyType(details))
+
+
+def deletion(meta: Meta, rule: str, why: str, manifest: str) -> Action:
+    """A delete of exactly the version planned on, carrying its manifest for the report.
+
+    The manifest stays the compact JSON text it was listed as: the report embeds
+    it as is, so a 10,000-Job run never re-parses or re-encodes it.
+    """
+    return act(meta, Verb.DELETE, rule, why, manifest=RawJSON(manifest),
+               preconditions={"uid": meta.uid, "resourceVersion": meta.resource_version})
 
 
 def guarded(meta: Meta, patch: dict) -> dict:

@@ -6,7 +6,7 @@ import io
 import json
 
 from agents.actions import Action, Outcome, Result, Verb, over_cap, refused
-from agents.report import Reporter, plan_table
+from agents.report import RawJSON, Reporter, plan_table
 
 ACTION_FIELDS = {"ts", "level", "event", "agent", "task", "node", "dry_run", "kind", "id", "name",
                  "namespace", "action", "reason", "result", "bytes", "error"}
@@ -94,3 +94,12 @@ def test_plan_table_totals_bytes():
     table = plan_table([image("a", 2**20), image("b", 2**20)])
     assert table.splitlines()[0].split() == ["ACTION", "KIND", "NAME", "BYTES", "REASON"]
     assert table.splitlines()[-1] == "2 actions, 2.0Mi would be reclaimed"
+
+
+def test_raw_json_details_are_embedded_as_objects_without_re_encoding():
+    manifest = RawJSON('{"kind":"Job","metadata":{"name":"old","uid":"u1"}}')
+    action = Action("job", "old", Verb.DELETE, "completedJobs.succeededTTL", "3d > 1d",
+                    namespace="batch", details={"manifest": manifest})
+    line = run([Outcome(action, Result.DONE)])[0]
+    assert line["manifest"] == {"kind": "Job", "metadata": {"name": "old", "uid": "u1"}}
+    assert line["name"] == "old"
