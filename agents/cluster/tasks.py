@@ -149,7 +149,7 @@ def _plan(port: ClusterPort, policy: Policy, names: Sequence[str],
     if "pod" in needs.get("jobs", ()) and "pod" not in needs.get("requests", ()):
         selectors |= inventory.finished_pods_only()
     snapshot, failures = inventory.collect(port, kinds, policies, policy.cluster.pageSize,
-                                           selectors)
+                                           selectors, policy.cluster.concurrency)
     planned, problems, replanners = [], [], {}
     for name in names:
         failed = [str(failures[k]) for k in needs[name] if k in failures]
