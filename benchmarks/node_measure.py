@@ -64,6 +64,8 @@ class AgentRun:
     results: Counter[str]
     """``kind result`` → lines, from the report."""
     remaining: dict[str, set[str]]
+    containers_done_s: float
+    """From the run's start (summary time minus its duration) to the last container line."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,21 @@ def agent_run(client: docker.DockerClient, docker_host: str, policy: Path, work:
     lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     summary = next((x for x in lines if x["event"] == "run.summary"), {})
     results = Counter(f"{x['kind']} {x['result']}" for x in lines if x["event"] == "action")
-    return AgentRun(wall, code, summary, results, state(client))
+    return AgentRun(wall, code, summary, results, state(client), _containers_done(lines))
+
+
+def _containers_done(lines: list[dict[str, Any]]) -> float:
+    """Seconds from the run's start until its last container line (0 without either)."""
+    ends = [x["ts"] for x in lines if x.get("kind") == "container"]
+    summary = next((x for x in lines if x["event"] == "run.summary"), None)
+    if not ends or summary is None:
+        return 0.0
+    start = _when(summary["ts"]) - float(summary["duration_s"])
+    return _when(max(ends)) - start
+
+
+def _when(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def plan_cli(docker_host: str, policy: Path, work: Path, label: str) -> float:

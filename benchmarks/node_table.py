@@ -130,15 +130,16 @@ def _where(trials: Sequence[Trial]) -> str:
 
     startup = med(lambda t: t.agent.wall_s - t.agent_in_process_s)
     inventory, plan = med(lambda t: t.plan.inventory_s), med(lambda t: t.plan.plan_s)
-    execute = med(lambda t: t.agent_in_process_s - t.plan_s)
+    containers = med(lambda t: t.agent.containers_done_s - t.plan_s)
+    rest = med(lambda t: t.agent_in_process_s - t.agent.containers_done_s)
     steps = trials[0].baseline.steps
     base = ", ".join(f"{name} {med(lambda t, n=name: t.baseline.steps[n]):.2f}s"
                      for name in steps)
     return "\n".join([
         f"- agent: interpreter start, imports and connect {startup:.2f}s; inventory "
-        f"{inventory:.2f}s; plan {plan:.3f}s; execution ≈ {execute:.2f}s "
-        f"(run.summary duration minus the in-process inventory + plan); "
-        f"{med(lambda t: t.plan.actions):,.0f} actions",
+        f"{inventory:.2f}s; plan {plan:.3f}s; containers ≈ {containers:.2f}s; "
+        f"images and volumes ≈ {rest:.2f}s (from the report's timestamps; inventory and "
+        f"plan timed in-process); {med(lambda t: t.plan.actions):,.0f} actions",
         f"- baseline: {base}",
         f"- CPU seconds while removing (dockerd + containerd / client side): agent "
         f"{med(lambda t: t.agent_cpu.engine_s):.1f} / {med(lambda t: t.agent_cpu.client_s):.1f}"
