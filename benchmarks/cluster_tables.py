@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from benchmarks import machine
 from benchmarks.cluster_measure import Measured
 from benchmarks.cluster_objects import Scale
 
@@ -56,7 +57,7 @@ def _header(args: argparse.Namespace, scale: Scale, started: datetime) -> str:
         "same machine")
     return "\n".join([
         f"- Date: {started:%Y-%m-%d %H:%M} UTC",
-        f"- Machine: {_machine()}; load average at the end {load}",
+        f"- Machine: {machine.describe()}; load average at the end {load}",
         f"- Cluster: {where}",
         f"- Scale: {scale.jobs:,} finished Jobs in {scale.namespaces} namespaces, "
         f"{scale.deployments:,} Deployments x {scale.revisions} ReplicaSets, "
@@ -74,13 +75,6 @@ def _header(args: argparse.Namespace, scale: Scale, started: datetime) -> str:
     ])
 
 
-def _machine() -> str:
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        cpu = next((line.split(":", 1)[1].strip() for line in info
-                    if line.startswith("model name")), "unknown CPU")
-    with open("/proc/meminfo", encoding="utf-8") as info:
-        kib = next(int(line.split()[1]) for line in info if line.startswith("MemTotal"))
-    return f"{cpu}, {os.cpu_count()} cores, {kib / 1024 ** 2:.1f} GiB RAM"
 
 
 def _verdict(ratio: str, ok: bool) -> str:

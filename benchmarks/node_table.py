@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from benchmarks import machine
 from benchmarks.node_measure import AgentRun, Baseline, Cpu, Memory, Plan
 from benchmarks.node_seed import Scale, Step
 
@@ -78,7 +79,7 @@ def _header(setup: Setup, trials: Sequence[Trial], started: datetime) -> str:
     return "\n".join([
         f"- Date: {started:%Y-%m-%d %H:%M} UTC; {len(trials)} trials, each measurement on "
         "the seeded state restored from a snapshot",
-        f"- Machine: {_machine()}; load average at the end {load} (shared with other work)",
+        f"- Machine: {machine.describe()}; load average at the end {load} (shared with other work)",
         f"- Docker: {version.get('Version')} (API {version.get('ApiVersion')}), a private "
         "dockerd, overlay2, on the same machine",
         f"- Scale (requested {scale.images} images / {scale.containers} exited containers / "
@@ -169,11 +170,4 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _machine() -> str:
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        cpu = next((line.split(":", 1)[1].strip() for line in info
-                    if line.startswith("model name")), "unknown CPU")
-    with open("/proc/meminfo", encoding="utf-8") as info:
-        kib = next(int(line.split()[1]) for line in info if line.startswith("MemTotal"))
-    return f"{cpu}, {os.cpu_count()} cores, {kib / 1024 ** 2:.1f} GiB RAM"
 
