@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agents.cluster import records
@@ -42,14 +42,6 @@ class Inventory:
         kept = tuple(r for r in getattr(self, meta.kind)
                      if (r.meta.namespace, r.meta.name) != (meta.namespace, meta.name))
         return replace(self, **{meta.kind: (*kept, record)})
-
-    def without(self, kind: str, namespace: str, name: str) -> Inventory:
-        kept = tuple(r for r in getattr(self, kind)
-                     if (r.meta.namespace, r.meta.name) != (namespace, name))
-        return replace(self, **{kind: kept})
-
-
-KINDS = tuple(f.name for f in fields(Inventory))
 
 
 def scope(policy: Policy, namespaces: Iterable[records.Namespace]) -> dict[str, ClusterPolicy]:

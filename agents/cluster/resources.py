@@ -17,7 +17,6 @@ class Resource:
     api_kind: str
     prefix: str
     plural: str
-    namespaced: bool = True
 
     @property
     def api_version(self) -> str:
@@ -33,7 +32,7 @@ class Resource:
 _CORE, _APPS, _BATCH = "/api/v1", "/apis/apps/v1", "/apis/batch/v1"
 
 RESOURCES: dict[str, Resource] = {r.kind: r for r in (
-    Resource("namespace", "Namespace", _CORE, "namespaces", namespaced=False),
+    Resource("namespace", "Namespace", _CORE, "namespaces"),
     Resource("pod", "Pod", _CORE, "pods"),
     Resource("limitrange", "LimitRange", _CORE, "limitranges"),
     Resource("event", "Event", _CORE, "events"),

@@ -108,10 +108,6 @@ def binaries_dir() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-def kubectl_path() -> Path:
-    """kubectl v1.37.2 from the build cache, for tests that apply manifests."""
-    return binaries_dir() / "kubectl"
-
 
 def _go_env() -> dict[str, str]:
     """The environment with /usr/local/go/bin on PATH, where Debian machines here keep Go."""

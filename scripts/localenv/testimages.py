@@ -4,7 +4,7 @@ The base image is a rootfs holding only Debian's statically linked busybox,
 imported through the API; everything else is built on it with the classic
 builder, whose images keep a ParentId chain like the ones kubekeeper meets on
 real nodes. Helpers return SDK objects and compose: a benchmark makes many
-images with `build_image` in a loop, or uses the bulk helpers at the end.
+images with `build_image` in a loop; `many_containers` makes bulk containers fast.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import docker
 from docker.errors import ImageNotFound
 from docker.models.containers import Container
 from docker.models.images import Image
-from docker.models.volumes import Volume
 
 from scripts.localenv import debian_packages
 
@@ -176,19 +175,6 @@ def idle_container(
     return container
 
 
-def many_images(client: docker.DockerClient, repository: str, count: int) -> list[Image]:
-    """`count` distinct images sharing the base layer; they differ only by a label."""
-    base_image(client)
-    return [
-        build_image(
-            client,
-            f"{repository}:{index}",
-            f"FROM {BASE_IMAGE}\nLABEL kubekeeper.test/index={index}\n",
-        )
-        for index in range(count)
-    ]
-
-
 def many_containers(
     client: docker.DockerClient, image: str, count: int, prefix: str
 ) -> list[Container]:
@@ -197,11 +183,6 @@ def many_containers(
         client.containers.create(image, ["true"], name=f"{prefix}-{index}", network_mode="none")
         for index in range(count)
     ]
-
-
-def many_volumes(client: docker.DockerClient, prefix: str, count: int) -> list[Volume]:
-    """`count` named local volumes `prefix-N`."""
-    return [client.volumes.create(name=f"{prefix}-{index}") for index in range(count)]
 
 
 def remove_all(client: docker.DockerClient) -> None:
