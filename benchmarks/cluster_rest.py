@@ -2,14 +2,13 @@
 
 Unlike ``agents.cluster.api.KubeApi`` nothing here is paced or counted: seeding
 is not measured, and the baseline is meant to be the plainest client on the
-same transport (the kubernetes package's ``ApiClient`` over urllib3, raw JSON
-in and out, 429/5xx retried), so the comparison measures kubekeeper's own
-overhead and nothing else.
+same transport (``agents.cluster.api.call_json``: the kubernetes package's
+``ApiClient`` over urllib3, raw JSON in and out; 429/5xx retried), so the
+comparison measures kubekeeper's own overhead and nothing else.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +19,10 @@ import urllib3
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
+from agents.cluster.api import call_json
+
 _RETRIED = frozenset({429, 500, 502, 503, 504})
 _ATTEMPTS = 8
-_TIMEOUT = (10, 120)
 T = TypeVar("T")
 
 
@@ -86,15 +86,7 @@ class Rest:
         self._client.close()
 
     def _once(self, method: str, path: str, body: Any, query: list, headers: dict) -> dict:
-        response = self._client.call_api(
-            path, method, query_params=query, header_params=dict(headers), body=body,
-            auth_settings=["BearerToken"], _preload_content=False,
-            _return_http_data_only=True, _request_timeout=_TIMEOUT)
-        try:
-            data = response.data
-        finally:
-            response.release_conn()
-        return json.loads(data) if data else {}
+        return call_json(self._client, method, path, query, headers, body)
 
 
 def in_parallel(work: Callable[[T], Any], items: Iterable[T], workers: int) -> int:

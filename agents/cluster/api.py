@@ -178,15 +178,25 @@ class KubeApi:
 
     def _once(self, method: str, path: str, query: list | None, headers: dict,
               body: Any) -> dict:
-        response = self.client.call_api(
-            path, method, query_params=query or [], header_params=dict(headers), body=body,
-            auth_settings=["BearerToken"], _preload_content=False,
-            _return_http_data_only=True, _request_timeout=_TIMEOUT)
-        try:
-            data = response.data
-        finally:
-            response.release_conn()
-        return json.loads(data) if data else {}
+        return call_json(self.client, method, path, query, headers, body)
+
+
+def call_json(client: ApiClient, method: str, path: str, query: list | None, headers: dict,
+              body: Any) -> dict:
+    """One HTTP exchange, raw JSON in and out: no model objects are built for the answer.
+
+    Raises ``ApiException`` for an error status and urllib3 errors for a lost
+    connection; retrying is the caller's decision.
+    """
+    response = client.call_api(
+        path, method, query_params=query or [], header_params=dict(headers), body=body,
+        auth_settings=["BearerToken"], _preload_content=False,
+        _return_http_data_only=True, _request_timeout=_TIMEOUT)
+    try:
+        data = response.data
+    finally:
+        response.release_conn()
+    return json.loads(data) if data else {}
 
 
 def _dry(dry_run: bool) -> list[tuple[str, str]]:

@@ -28,8 +28,9 @@ def test_readme_starts_with_the_two_setup_commands_and_ci_runs_the_test_one():
     assert "bash scripts/test" in (ROOT / ".ci/run").read_text()
 
 
-def test_every_report_field_is_documented():
+def test_every_report_field_has_a_row_in_the_readme_tables():
     from tests.unit.test_report import ACTION_FIELDS, SUMMARY_FIELDS
 
-    for name in ACTION_FIELDS | SUMMARY_FIELDS:
-        assert f"| `{name}`" in README or f"`{name}`" in README, name
+    first_cells = [line.split("|")[1] for line in README.splitlines() if line.startswith("| `")]
+    documented = {name for cell in first_cells for name in re.findall(r"`([a-z_]+)`", cell)}
+    assert documented >= ACTION_FIELDS | SUMMARY_FIELDS
