@@ -33,8 +33,8 @@ class RawJSON(str):
 
 
 def rfc3339(moment: datetime | None = None) -> str:
-    moment = moment or datetime.now(UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    moment = moment.astimezone(UTC) if moment else datetime.now(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def choose_format(requested: str, stream: IO[str]) -> str:

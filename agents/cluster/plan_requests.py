@@ -18,6 +18,9 @@ Policy ``cluster.resourceRequests``:
   of Deployments, StatefulSets, DaemonSets (this causes a rollout) and CronJobs.
   Bare Jobs, ReplicaSets and Pods cannot be patched (their pod specs are
   immutable), so they are reported.
+
+Two planners: ``findings`` reads the workloads, ``limitranges`` only the
+LimitRanges, so a requests run writes those while it still lists the rest.
 """
 
 from __future__ import annotations
@@ -44,9 +47,9 @@ _TEMPLATE_PATH = {
 _ROLLOUT = ("deployment", "statefulset", "daemonset")
 
 
-def plan(inventory: Inventory, policies: Mapping[str, ClusterPolicy],
-         now: datetime) -> list[Action]:
-    """One action per top-level owner missing something, plus the LimitRanges to write."""
+def findings(inventory: Inventory, policies: Mapping[str, ClusterPolicy],
+             now: datetime) -> list[Action]:
+    """One report (or template patch) per top-level owner missing something."""
     actions = []
     for meta, containers in _top_level(inventory):
         rules = rules_for(meta, policies)
@@ -55,7 +58,7 @@ def plan(inventory: Inventory, policies: Mapping[str, ClusterPolicy],
         missing = _missing(containers, rules.resourceRequests)
         if missing:
             actions.append(_owner_action(meta, containers, missing, rules.resourceRequests))
-    return actions + _limitranges(inventory, policies)
+    return actions
 
 
 def _top_level(inventory: Inventory) -> Iterator[tuple[Meta, tuple[Container, ...]]]:
@@ -120,7 +123,9 @@ def _template_patch(kind: str, init: set[str], fill: dict[str, dict[str, str]]) 
     return spec
 
 
-def _limitranges(inventory: Inventory, policies: Mapping[str, ClusterPolicy]) -> list[Action]:
+def limitranges(inventory: Inventory, policies: Mapping[str, ClusterPolicy],
+                now: datetime) -> list[Action]:
+    """The LimitRange of each namespace in scope to create or update; reads nothing else."""
     existing = {r.meta.namespace: r for r in inventory.limitrange
                 if r.meta.name == LIMITRANGE_NAME}
     actions = []

@@ -3,8 +3,10 @@
 A run lists the namespaces, works out the effective policy of each one in
 scope, lists every kind its tasks need once (cluster-wide, paginated), plans
 each task purely, checks the deletion cap over the whole plan and hands the
-plan to the executor. ``all`` is one run with one ``run.summary``; every
-action line names its task.
+plan to the executor. A run that cannot delete (``requests`` alone) has no
+cap to wait for: each stage of its plan acts as soon as it is planned, so the
+LimitRanges are written while the workloads are still being listed. ``all``
+is one run with one ``run.summary``; every action line names its task.
 
 Requests: one per list page (namespaces, then each kind the tasks need), one
 per mutation (a server-side dry run is one too), one per Event, plus retries
@@ -20,7 +22,8 @@ import io
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -53,18 +56,46 @@ class ClusterOptions:
 
 
 @dataclass(frozen=True)
-class _Task:
+class _Stage:
+    """One planner of a task and the kinds it reads."""
+
     plan: Planner
     kinds: Callable[[Mapping[str, ClusterPolicy]], tuple[str, ...]]
 
 
-def _requests_kinds(policies: Mapping[str, ClusterPolicy]) -> tuple[str, ...]:
-    rules = [p.resourceRequests for p in policies.values() if p.resourceRequests.enabled]
-    if not rules:
+@dataclass(frozen=True)
+class _Task:
+    """A task's plan is the actions of its stages, in order, on one snapshot.
+
+    ``deletes`` says whether the plan may hold deletions: only then must the
+    whole run be planned before anything is done, for the deletion cap to judge
+    it whole.
+    """
+
+    stages: tuple[_Stage, ...]
+    deletes: bool
+
+    def kinds(self, policies: Mapping[str, ClusterPolicy]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(k for stage in self.stages for k in stage.kinds(policies)))
+
+    def plan(self, inventory: Inventory, policies: Mapping[str, ClusterPolicy],
+             now: datetime) -> list[Action]:
+        return [a for stage in self.stages for a in stage.plan(inventory, policies, now)]
+
+
+def _requests_rules(policies: Mapping[str, ClusterPolicy]) -> list:
+    return [p.resourceRequests for p in policies.values() if p.resourceRequests.enabled]
+
+
+def _limitrange_kinds(policies: Mapping[str, ClusterPolicy]) -> tuple[str, ...]:
+    limitranges = any(r.action == "limitrange" for r in _requests_rules(policies))
+    return ("limitrange",) if limitranges else ()
+
+
+def _owner_kinds(policies: Mapping[str, ClusterPolicy]) -> tuple[str, ...]:
+    if not _requests_rules(policies):
         return ()
-    limitranges = any(r.action == "limitrange" for r in rules)
-    return ("deployment", "statefulset", "daemonset", "cronjob", "job", "replicaset", "pod",
-            *(("limitrange",) if limitranges else ()))
+    return ("deployment", "statefulset", "daemonset", "cronjob", "job", "replicaset", "pod")
 
 
 def _revisions_kinds(policies: Mapping[str, ClusterPolicy]) -> tuple[str, ...]:
@@ -81,9 +112,10 @@ def _jobs_kinds(policies: Mapping[str, ClusterPolicy]) -> tuple[str, ...]:
 
 
 TASKS: dict[str, _Task] = {
-    "requests": _Task(plan_requests.plan, _requests_kinds),
-    "revisions": _Task(plan_revisions.plan, _revisions_kinds),
-    "jobs": _Task(plan_jobs.plan, _jobs_kinds),
+    "requests": _Task((_Stage(plan_requests.limitranges, _limitrange_kinds),
+                       _Stage(plan_requests.findings, _owner_kinds)), deletes=False),
+    "revisions": _Task((_Stage(plan_revisions.plan, _revisions_kinds),), deletes=True),
+    "jobs": _Task((_Stage(plan_jobs.plan, _jobs_kinds),), deletes=True),
 }
 
 
@@ -129,37 +161,79 @@ def _run(port: ClusterPort, policy: Policy, task: str, reporter: Reporter, now: 
         if exc.status == 0:
             raise errors.Unreachable(SERVICE, port.server, exc.message) from exc
         return [], None, str(exc)
-    names = tuple(TASKS) if task == "all" else (task,)
+    tasks = {name: TASKS[name] for name in (tuple(TASKS) if task == "all" else (task,))}
     policies = inventory.scope(policy, namespaces)
-    planned, problems, replanners = _plan(port, policy, names, policies, now)
-    aborted = over_cap([a for _, a in planned], policy.maxDeletionsPerRun)
-    executor = ClusterExecutor(
-        port, reporter, dry_run=reporter.dry_run, events=policy.cluster.events,
-        concurrency=policy.cluster.concurrency, replanners=replanners, stop=stop)
-    return executor.run(planned, aborted), aborted, "; ".join(problems) or None
+    run = _Run(port, policy, policies, reporter, now, stop)
+    if any(t.deletes for t in tasks.values()):
+        return run.plan_then_act(tasks)
+    return run.act_while_listing(tasks)
 
 
-def _plan(port: ClusterPort, policy: Policy, names: Sequence[str],
-          policies: Mapping[str, ClusterPolicy], now: datetime
-          ) -> tuple[list[tuple[str, Action]], list[str], dict[str, Replanner]]:
-    """The plan of every task, the tasks that could not plan, and how to re-plan each."""
-    needs = {name: TASKS[name].kinds(policies) for name in names}
-    kinds = list(dict.fromkeys(k for name in names for k in needs[name]))
-    selectors = inventory.limitrange_selector()
-    if "pod" in needs.get("jobs", ()) and "pod" not in needs.get("requests", ()):
-        selectors |= inventory.finished_pods_only()
-    snapshot, failures = inventory.collect(port, kinds, policies, policy.cluster.pageSize,
-                                           selectors, policy.cluster.concurrency)
-    planned, problems, replanners = [], [], {}
-    for name in names:
-        failed = [str(failures[k]) for k in needs[name] if k in failures]
-        if failed:
-            problems.append(f"{name}: cannot plan: {failed[0]}")
-            continue
-        plan = TASKS[name].plan
-        planned += [(name, a) for a in plan(snapshot, policies, now)]
-        replanners[name] = _replanner(port, plan, snapshot, policies, now)
-    return planned, problems, replanners
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one run shares."""
+
+    port: ClusterPort
+    policy: Policy
+    policies: Mapping[str, ClusterPolicy]
+    reporter: Reporter
+    now: datetime
+    stop: threading.Event | None
+
+    def plan_then_act(self, tasks: Mapping[str, _Task]
+                      ) -> tuple[list[Outcome], str | None, str | None]:
+        """The whole plan first, so the cap judges every deletion before anything is done."""
+        planned, problems, replanners = self._plan(tasks)
+        aborted = over_cap([a for _, a in planned], self.policy.maxDeletionsPerRun)
+        return self._executor(replanners).run(planned, aborted), aborted, _joined(problems)
+
+    def act_while_listing(self, tasks: Mapping[str, _Task]
+                          ) -> tuple[list[Outcome], None, str | None]:
+        """Without deletions there is nothing for the cap to judge, so each stage acts as
+        soon as it is planned while the next one lists: the requests task writes its
+        LimitRanges while it reads the workloads. Stages act one after the other."""
+        outcomes, problems, running = [], [], []
+        with ThreadPoolExecutor(1, thread_name_prefix="act") as acting:
+            for name, task in tasks.items():
+                for stage in task.stages:
+                    planned, failed, replanners = self._plan({name: _Task((stage,), False)})
+                    problems += failed
+                    running.append(acting.submit(self._executor(replanners).run, planned))
+            for future in running:
+                outcomes += future.result()
+        return outcomes, None, _joined(problems)
+
+    def _plan(self, tasks: Mapping[str, _Task]
+              ) -> tuple[list[tuple[str, Action]], list[str], dict[str, Replanner]]:
+        """The plan of every task, the tasks that could not plan, and how to re-plan each."""
+        cluster = self.policy.cluster
+        needs = {name: task.kinds(self.policies) for name, task in tasks.items()}
+        kinds = list(dict.fromkeys(k for name in tasks for k in needs[name]))
+        selectors = inventory.limitrange_selector()
+        if "pod" in needs.get("jobs", ()) and "pod" not in needs.get("requests", ()):
+            selectors |= inventory.finished_pods_only()
+        snapshot, failures = inventory.collect(self.port, kinds, self.policies, cluster.pageSize,
+                                               selectors, cluster.concurrency)
+        planned, problems, replanners = [], [], {}
+        for name, task in tasks.items():
+            failed = [str(failures[k]) for k in needs[name] if k in failures]
+            if failed:
+                problems.append(f"{name}: cannot plan: {failed[0]}")
+                continue
+            planned += [(name, a) for a in task.plan(snapshot, self.policies, self.now)]
+            replanners[name] = _replanner(self.port, task.plan, snapshot, self.policies,
+                                          self.now)
+        return planned, problems, replanners
+
+    def _executor(self, replanners: dict[str, Replanner]) -> ClusterExecutor:
+        cluster = self.policy.cluster
+        return ClusterExecutor(self.port, self.reporter, dry_run=self.reporter.dry_run,
+                               events=cluster.events, concurrency=cluster.concurrency,
+                               replanners=replanners, stop=self.stop)
+
+
+def _joined(problems: list[str]) -> str | None:
+    return "; ".join(problems) or None
 
 
 def _replanner(port: ClusterPort, plan: Planner, snapshot: Inventory,

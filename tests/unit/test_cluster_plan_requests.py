@@ -58,7 +58,9 @@ BARE = container("app")
 
 
 def plan(inventory: Inventory, rules=None):
-    return plan_requests.plan(inventory, rules if rules is not None else policies(), NOW)
+    rules = rules if rules is not None else policies()
+    return (plan_requests.findings(inventory, rules, NOW)
+            + plan_requests.limitranges(inventory, rules, NOW))
 
 
 def test_findings_name_container_and_missing_requests_against_the_owner():

@@ -155,6 +155,53 @@ def test_a_kind_that_cannot_be_listed_fails_only_the_tasks_needing_it():
                                        "cluster-wide")
 
 
+class _PodsListedLast(MemoryPort):
+    """Lists pods only once a LimitRange was created (or 5 s passed), and says which."""
+
+    def __init__(self, *objects: dict):
+        super().__init__(*objects)
+        self.created = threading.Event()
+        self.pods_waited_for_a_create: bool | None = None
+
+    def create(self, resource, namespace, body, dry_run=False):
+        created = super().create(resource, namespace, body, dry_run)
+        self.created.set()
+        return created
+
+    def list_all(self, resource, field_selector=None, page_size=500):
+        if resource.kind == "pod":
+            self.pods_waited_for_a_create = self.created.wait(timeout=5)
+        return super().list_all(resource, field_selector, page_size)
+
+
+LIMITRANGES = "  resourceRequests: {action: limitrange}\n"
+
+
+def test_requests_writes_limitranges_while_it_still_lists_the_workloads():
+    port = _PodsListedLast(namespace("apps"), deployment("web"))
+    lines, summary = run(port, "requests", extra=LIMITRANGES)
+    assert port.pods_waited_for_a_create is True
+    assert [(line["kind"], line["result"]) for line in lines] == [
+        ("limitrange", "done"), ("deployment", "done")]
+    assert port.find("limitrange", "apps", "kubekeeper-defaults") is not None
+    assert summary["error"] is None
+
+
+def test_a_run_that_can_delete_plans_everything_before_acting():
+    port = _PodsListedLast(namespace("apps"), deployment("web"), job("old"))
+    lines, _ = run(port, "all", extra=LIMITRANGES)
+    assert port.pods_waited_for_a_create is False
+    assert ("limitrange", "done") in [(line["kind"], line["result"]) for line in lines]
+
+
+def test_requests_keeps_writing_limitranges_when_the_workloads_cannot_be_listed():
+    port = cluster(deployment("web"))
+    port.failures[("list", "pod", "")] = 403
+    lines, summary = run(port, "requests", extra=LIMITRANGES)
+    assert [(line["kind"], line["result"]) for line in lines] == [("limitrange", "done")]
+    assert summary["error"].startswith("requests: cannot plan: forbidden: cannot list pods")
+
+
 def test_lists_are_paginated_and_every_request_is_counted():
     port = cluster(*(job(f"j{i}", days=0) for i in range(5)))
     run(port)
