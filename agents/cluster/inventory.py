@@ -64,17 +64,19 @@ def list_namespaces(port: ClusterPort, page_size: int) -> list[records.Namespace
 
 
 def collect(port: ClusterPort, kinds: Iterable[str], policies: Mapping[str, ClusterPolicy],
-            page_size: int, selectors: Mapping[str, str] | None = None, concurrency: int = 1,
+            settings: ClusterPolicy, selectors: Mapping[str, str], manifests: bool,
             ) -> tuple[Inventory, dict[str, ApiError]]:
     """List each kind cluster-wide; a kind that cannot be listed is returned as an error.
 
-    Kinds are listed ``concurrency`` at a time, so the server's time to build one
-    page overlaps the parsing of another; each list still holds one page at a time.
+    Kinds are listed ``settings.concurrency`` at a time, so the server's time to
+    build one page overlaps the parsing of another; each list still holds one
+    page at a time. Records keep manifests only when ``manifests`` is asked for.
     """
-    with _collector_paused(), ThreadPoolExecutor(max(1, concurrency),
+    with _collector_paused(), ThreadPoolExecutor(max(1, settings.concurrency),
                                                  thread_name_prefix="list") as pool:
-        pending = {kind: pool.submit(_list, port, kind, policies, page_size,
-                                     (selectors or {}).get(kind)) for kind in kinds}
+        pending = {kind: pool.submit(_list, port, kind, policies, settings.pageSize,
+                                     selectors.get(kind), records.parser(kind, manifests))
+                   for kind in kinds}
     lists: dict[str, tuple] = {}
     failures: dict[str, ApiError] = {}
     for kind, future in pending.items():
@@ -113,7 +115,6 @@ def limitrange_selector() -> dict[str, str]:
 
 
 def _list(port: ClusterPort, kind: str, policies: Mapping[str, ClusterPolicy],
-          page_size: int, field_selector: str | None) -> tuple:
-    parse: Callable[[dict], Any] = records.PARSERS[kind]
+          page_size: int, field_selector: str | None, parse: Callable[[dict], Any]) -> tuple:
     return tuple(parse(raw) for raw in port.list_all(RESOURCES[kind], field_selector, page_size)
                  if (raw.get("metadata") or {}).get("namespace") in policies)

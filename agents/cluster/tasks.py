@@ -212,8 +212,9 @@ class _Run:
         selectors = inventory.limitrange_selector()
         if "pod" in needs.get("jobs", ()) and "pod" not in needs.get("requests", ()):
             selectors |= inventory.finished_pods_only()
-        snapshot, failures = inventory.collect(self.port, kinds, self.policies, cluster.pageSize,
-                                               selectors, cluster.concurrency)
+        deletes = any(task.deletes for task in tasks.values())
+        snapshot, failures = inventory.collect(self.port, kinds, self.policies, cluster,
+                                               selectors, manifests=deletes)
         planned, problems, replanners = [], [], {}
         for name, task in tasks.items():
             failed = [str(failures[k]) for k in needs[name] if k in failures]
