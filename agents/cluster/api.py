@@ -27,6 +27,7 @@ from agents.cluster.resources import Resource
 from agents.cluster.throttle import TokenBucket, retry_delay
 
 _TIMEOUT = (10, 120)
+_MAX_EXPIRED = 3
 _CONTENT_TYPES = {
     "merge": "application/merge-patch+json",
     "strategic": "application/strategic-merge-patch+json",
@@ -38,9 +39,11 @@ class ApiError(Exception):
     """A request that failed for good; ``status`` 0 means no HTTP answer at all."""
 
     def __init__(self, status: int, message: str, verb: str, resource: Resource,
-                 namespace: str | None):
+                 namespace: str | None, reply: Mapping[str, Any] | None = None):
         self.status, self.message, self.verb = status, message, verb
         self.resource, self.namespace = resource, namespace
+        self.reply = reply or {}
+        """The API server's Status object, when it sent one."""
         where = f"in namespace {namespace}" if namespace else "cluster-wide"
         what = "forbidden: cannot" if status == 403 else f"{status or 'no answer'}: could not"
         super().__init__(f"{what} {verb} {resource.plural} {where}: {message}")
@@ -113,13 +116,25 @@ class KubeApi:
 
     def list_all(self, resource: Resource, field_selector: str | None = None,
                  page_size: int = 500) -> Iterator[dict]:
-        """Every object of the resource in the cluster, one page in memory at a time."""
-        token = None
+        """Every object of the resource in the cluster, one page in memory at a time.
+
+        When a continue token has expired (410: etcd compacted the revision the
+        list started at), the list goes on from the token the server sends with
+        the 410: the rest comes from a newer snapshot, every object still once.
+        That is safe here, since each mutation carries the resourceVersion it was
+        planned on. Restarting instead could never finish on a big, busy cluster.
+        """
+        token, expired = None, 0
         while True:
             query = [("limit", page_size)] + ([("continue", token)] if token else [])
             if field_selector:
                 query.append(("fieldSelector", field_selector))
-            page = self._send("GET", resource, None, resource.path(), query, verb="list")
+            try:
+                page = self._send("GET", resource, None, resource.path(), query, verb="list")
+            except ApiError as err:
+                token = _fresh_continue(err, token, expired)
+                expired += 1
+                continue
             yield from page.get("items") or ()
             token = (page.get("metadata") or {}).get("continue")
             if not token:
@@ -164,12 +179,13 @@ class KubeApi:
             try:
                 return self._once(method, path, query, headers, body)
             except ApiException as exc:
-                status, message, reply = exc.status, _message(exc), exc.headers
+                status, answered, reply = exc.status, exc.headers, _status(exc)
+                message = reply.get("message") or str(exc.reason or exc.body or "").strip()
             except urllib3.exceptions.HTTPError as exc:
-                status, message, reply = 0, f"{type(exc).__name__}: {exc}", None
-            delay = retry_delay(status, reply, attempt)
+                status, message, answered, reply = 0, f"{type(exc).__name__}: {exc}", None, {}
+            delay = retry_delay(status, answered, attempt)
             if delay is None:
-                raise ApiError(status, message, verb, resource, namespace)
+                raise ApiError(status, message, verb, resource, namespace, reply)
             logger.bind(kind=resource.kind, name=path, id="").warning(
                 "{} {} answered {}; retry {} in {:.2f}s", verb, path, status or message,
                 attempt + 1, delay)
@@ -203,9 +219,21 @@ def _dry(dry_run: bool) -> list[tuple[str, str]]:
     return [("dryRun", "All")] if dry_run else []
 
 
-def _message(exc: ApiException) -> str:
-    """The API server's own explanation (Status.message) when it sent one."""
+def _status(exc: ApiException) -> dict:
+    """The Status object the API server sent with an error, or {}."""
     try:
-        return json.loads(exc.body)["message"]
-    except (TypeError, ValueError, KeyError):
-        return str(exc.reason or exc.body or "").strip()
+        reply = json.loads(exc.body)
+    except (TypeError, ValueError):
+        return {}
+    return reply if isinstance(reply, dict) else {}
+
+
+def _fresh_continue(err: ApiError, token: str | None, expired: int) -> str:
+    """The token to go on with after an expired one, or the error when there is none."""
+    fresh = (err.reply.get("metadata") or {}).get("continue")
+    if err.status != 410 or not token or not fresh or expired >= _MAX_EXPIRED:
+        raise err
+    logger.bind(kind=err.resource.kind, name="", id="").warning(
+        "list {}: continue token expired (410); going on from a newer snapshot",
+        err.resource.plural)
+    return fresh

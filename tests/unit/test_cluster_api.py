@@ -83,6 +83,37 @@ def test_lists_follow_continue_tokens_one_request_per_page(server):
     assert api.counter.by_request == {"list jobs": 2} and api.counter.total == 2
 
 
+def expired(token: str | None) -> dict:
+    """The 410 the API server sends for a compacted continue token (with its successor)."""
+    reply = status(410, "The provided continue parameter is too old to display a "
+                        "consistent list result.")
+    return {**reply, "reason": "Expired", "metadata": {"continue": token} if token else {}}
+
+
+def test_an_expired_continue_token_goes_on_with_the_one_the_server_sends(server):
+    server.script = [
+        (200, {}, {"metadata": {"continue": "t1"}, "items": [{"metadata": {"name": "a"}}]}),
+        (410, {}, expired("t1-newer")),
+        (200, {}, {"metadata": {}, "items": [{"metadata": {"name": "b"}}]}),
+    ]
+    api = api_for(server, [])
+    names = [o["metadata"]["name"] for o in api.list_all(RESOURCES["job"], None, 1)]
+    assert names == ["a", "b"]
+    assert [path for _, path, _, _ in server.seen][1:] == [
+        "/apis/batch/v1/jobs?limit=1&continue=t1",
+        "/apis/batch/v1/jobs?limit=1&continue=t1-newer"]
+
+
+def test_an_expired_token_without_a_successor_fails_the_list(server):
+    server.script = [
+        (200, {}, {"metadata": {"continue": "t1"}, "items": [{"metadata": {"name": "a"}}]}),
+        (410, {}, expired(None)),
+    ]
+    with pytest.raises(ApiError) as caught:
+        list(api_for(server, []).list_all(RESOURCES["job"], None, 1))
+    assert caught.value.status == 410 and "too old" in caught.value.message
+
+
 def test_throttling_is_retried_after_the_advised_delay_and_counted(server):
     server.script = [(429, {"Retry-After": "2"}, status(429, "slow down")),
                      (503, {}, status(503, "busy")),
