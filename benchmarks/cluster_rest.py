@@ -10,6 +10,7 @@ comparison measures kubekeeper's own overhead and nothing else.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -58,8 +59,9 @@ class Rest:
             attempt += 1
 
     def items(self, path: str, field_selector: str | None = None,
-              label_selector: str | None = None, limit: int = 500) -> Iterator[dict]:
-        """Every object of a collection, page by page."""
+              label_selector: str | None = None, limit: int = 500,
+              pages: Counter[str] | None = None) -> Iterator[dict]:
+        """Every object of a collection, page by page (counted in ``pages["pages"]``)."""
         token = None
         while True:
             query: list[tuple[str, Any]] = [("limit", limit)]
@@ -67,6 +69,8 @@ class Rest:
             query += [("fieldSelector", field_selector)] if field_selector else []
             query += [("labelSelector", label_selector)] if label_selector else []
             page = self.call("GET", path, query=query)
+            if pages is not None:
+                pages["pages"] += 1
             yield from page.get("items") or ()
             token = (page.get("metadata") or {}).get("continue")
             if not token:
