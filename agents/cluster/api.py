@@ -57,41 +57,7 @@ class ClusterPort(Protocol):
     def server(self) -> str: ...
 
     def list_all(self, resource: Resource, field_selector: str | None = None,
-                 page_size: int = 500) -> Iterator[dict]:
-        """Every object of the resource in the cluster, at most two pages in memory.
-
-        The next page is requested as soon as a page arrives, so the server builds
-        it while the caller works through this one.
-
-        When a continue token has expired (410: etcd compacted the revision the
-        list started at), the list goes on from the token the server sends with
-        the 410: the rest comes from a newer snapshot, every object still once.
-        That is safe here, since each mutation carries the resourceVersion it was
-        planned on. Restarting instead could never finish on a big, busy cluster.
-        """
-        def fetch(token: str | None) -> Future[dict]:
-            query = [("limit", page_size)] + ([("continue", token)] if token else [])
-            if field_selector:
-                query.append(("fieldSelector", field_selector))
-            return fetcher.submit(self._send, "GET", resource, None, resource.path(), query,
-                                  verb="list")
-
-        token, expired = None, 0
-        with ThreadPoolExecutor(1, thread_name_prefix=f"list-{resource.plural}") as fetcher:
-            pending = fetch(token)
-            while True:
-                try:
-                    page = pending.result()
-                except ApiError as err:
-                    token, expired = _fresh_continue(err, token, expired), expired + 1
-                    pending = fetch(token)
-                    continue
-                token = (page.get("metadata") or {}).get("continue")
-                if token:
-                    pending = fetch(token)
-                yield from page.get("items") or ()
-                if not token:
-                    return
+                 page_size: int = 500) -> Iterator[dict]: ...
 
     def get(self, resource: Resource, namespace: str, name: str) -> dict: ...
 
@@ -151,7 +117,10 @@ class KubeApi:
 
     def list_all(self, resource: Resource, field_selector: str | None = None,
                  page_size: int = 500) -> Iterator[dict]:
-        """Every object of the resource in the cluster, one page in memory at a time.
+        """Every object of the resource in the cluster, at most two pages in memory.
+
+        The next page is requested as soon as a page arrives, so the server builds
+        it while the caller works through this one.
 
         When a continue token has expired (410: etcd compacted the revision the
         list started at), the list goes on from the token the server sends with
@@ -159,21 +128,29 @@ class KubeApi:
         That is safe here, since each mutation carries the resourceVersion it was
         planned on. Restarting instead could never finish on a big, busy cluster.
         """
-        token, expired = None, 0
-        while True:
+        def fetch(token: str | None) -> Future[dict]:
             query = [("limit", page_size)] + ([("continue", token)] if token else [])
             if field_selector:
                 query.append(("fieldSelector", field_selector))
-            try:
-                page = self._send("GET", resource, None, resource.path(), query, verb="list")
-            except ApiError as err:
-                token = _fresh_continue(err, token, expired)
-                expired += 1
-                continue
-            yield from page.get("items") or ()
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return
+            return fetcher.submit(self._send, "GET", resource, None, resource.path(), query,
+                                  verb="list")
+
+        token, expired = None, 0
+        with ThreadPoolExecutor(1, thread_name_prefix=f"list-{resource.plural}") as fetcher:
+            pending = fetch(token)
+            while True:
+                try:
+                    page = pending.result()
+                except ApiError as err:
+                    token, expired = _fresh_continue(err, token, expired), expired + 1
+                    pending = fetch(token)
+                    continue
+                token = (page.get("metadata") or {}).get("continue")
+                if token:
+                    pending = fetch(token)
+                yield from page.get("items") or ()
+                if not token:
+                    return
 
     def get(self, resource: Resource, namespace: str, name: str) -> dict:
         return self._send("GET", resource, namespace, resource.path(namespace, name))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -81,6 +82,20 @@ def test_lists_follow_continue_tokens_one_request_per_page(server):
         "/apis/batch/v1/jobs?limit=1&fieldSelector=x%3Dy",
         "/apis/batch/v1/jobs?limit=1&continue=t1&fieldSelector=x%3Dy"]
     assert api.counter.by_request == {"list jobs": 2} and api.counter.total == 2
+
+
+def test_the_next_page_is_requested_while_this_one_is_read(server):
+    server.script = [
+        (200, {}, {"metadata": {"continue": "t1"}, "items": [{"metadata": {"name": "a"}}]}),
+        (200, {}, {"metadata": {}, "items": [{"metadata": {"name": "b"}}]}),
+    ]
+    pages = api_for(server, []).list_all(RESOURCES["job"], None, 1)
+    assert next(pages)["metadata"]["name"] == "a"
+    deadline = time.monotonic() + 5
+    while len(server.seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(server.seen) == 2
+    assert [o["metadata"]["name"] for o in pages] == ["b"]
 
 
 def expired(token: str | None) -> dict:
