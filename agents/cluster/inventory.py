@@ -2,7 +2,8 @@
 
 Each resource is listed once per run, whichever tasks need it (``all`` lists
 Jobs once for both the requests and the jobs task), with ``limit``/``continue``
-so memory is bounded by the page size plus the compact records. Objects in
+so memory is bounded by two pages (the port fetches the next while this one
+is reduced) plus the compact records. Objects in
 namespaces outside the scope are dropped as their page is read.
 """
 
@@ -69,8 +70,8 @@ def collect(port: ClusterPort, kinds: Iterable[str], policies: Mapping[str, Clus
     """List each kind cluster-wide; a kind that cannot be listed is returned as an error.
 
     Kinds are listed ``settings.concurrency`` at a time, so the server's time to
-    build one page overlaps the parsing of another; each list still holds one
-    page at a time. Records keep manifests only when ``manifests`` is asked for.
+    build one page overlaps the parsing of another; each list holds at most two
+    pages. Records keep manifests only when ``manifests`` is asked for.
     """
     with _collector_paused(), ThreadPoolExecutor(max(1, settings.concurrency),
                                                  thread_name_prefix="list") as pool:

@@ -37,7 +37,7 @@ from agents.cluster.connection import SERVICE, connect
 from agents.cluster.executor import ClusterExecutor, Replanner
 from agents.cluster.inventory import Inventory
 from agents.cluster.resources import RESOURCES
-from agents.policy import ClusterPolicy, Policy
+from agents.policy import ClusterPolicy, Policy, ResourceRequests
 from agents.report import Reporter, choose_format, plan_table
 
 Planner = Callable[[Inventory, Mapping[str, ClusterPolicy], datetime], list[Action]]
@@ -83,7 +83,7 @@ class _Task:
         return [a for stage in self.stages for a in stage.plan(inventory, policies, now)]
 
 
-def _requests_rules(policies: Mapping[str, ClusterPolicy]) -> list:
+def _requests_rules(policies: Mapping[str, ClusterPolicy]) -> list[ResourceRequests]:
     return [p.resourceRequests for p in policies.values() if p.resourceRequests.enabled]
 
 
