@@ -3,8 +3,8 @@
 Each resource is listed once per run, whichever tasks need it (``all`` lists
 Jobs once for both the requests and the jobs task), with ``limit``/``continue``
 so memory is bounded by two pages (the port fetches the next while this one
-is reduced) plus the compact records. Objects in
-namespaces outside the scope are dropped as their page is read.
+is reduced) plus the compact records. Objects in namespaces outside the scope
+are dropped as their page is read.
 """
 
 from __future__ import annotations
