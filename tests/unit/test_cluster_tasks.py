@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import threading
@@ -200,6 +201,25 @@ def test_requests_keeps_writing_limitranges_when_the_workloads_cannot_be_listed(
     lines, summary = run(port, "requests", extra=LIMITRANGES)
     assert [(line["kind"], line["result"]) for line in lines] == [("limitrange", "done")]
     assert summary["error"].startswith("requests: cannot plan: forbidden: cannot list pods")
+
+
+class _GcWatch(MemoryPort):
+    """Notes whether the cyclic collector was on when each list started."""
+
+    def __init__(self, *objects: dict):
+        super().__init__(*objects)
+        self.collector_on: list[bool] = []
+
+    def list_all(self, resource, field_selector=None, page_size=500):
+        self.collector_on.append(gc.isenabled())
+        return super().list_all(resource, field_selector, page_size)
+
+
+def test_the_collector_is_paused_while_listing_and_on_again_after():
+    port = _GcWatch(namespace("apps"), job("a"), deployment("web"))
+    run(port, "all")
+    assert port.collector_on and not any(port.collector_on[1:])  # [0]: namespaces
+    assert gc.isenabled()
 
 
 def test_lists_are_paginated_and_every_request_is_counted():
