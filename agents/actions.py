@@ -28,6 +28,10 @@ class Result(StrEnum):
     FAILED = "failed"
 
 
+DESTRUCTIVE = (Verb.DELETE, Verb.TRUNCATE)
+"""Verbs that lose data: each counts against ``maxDeletionsPerRun``."""
+
+
 @dataclass(frozen=True)
 class Action:
     """One decision of a planner, carrying the policy rule that made it.
@@ -35,6 +39,11 @@ class Action:
     ``rule`` is the policy key path (``images.unused``) and ``why`` the facts
     that tripped it (``unused for 9d > 7d``); together they are the report's
     ``reason``, so on-call can trace every line back to policies.yaml.
+
+    ``skip`` is a planner's decision to keep an object the rule would
+    otherwise act on (an unknown age, a Job another controller owns): the
+    action is reported ``skipped`` with that explanation, never carried out,
+    and never counted against the cap.
     """
 
     kind: str
@@ -46,6 +55,7 @@ class Action:
     namespace: str | None = None
     bytes: int | None = None
     details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    skip: str | None = None
 
     @property
     def reason(self) -> str:
@@ -53,7 +63,12 @@ class Action:
 
     @property
     def mutates(self) -> bool:
-        return self.verb is not Verb.REPORT
+        """True when carrying the action out changes something."""
+        return self.verb is not Verb.REPORT and self.skip is None
+
+    @property
+    def destructive(self) -> bool:
+        return self.verb in DESTRUCTIVE and self.skip is None
 
 
 @dataclass(frozen=True)
@@ -68,20 +83,39 @@ class Outcome:
 
 
 def over_cap(actions: Iterable[Action], cap: int) -> str | None:
-    """Why the plan must not run, or None: more deletions than ``maxDeletionsPerRun``.
+    """Why the plan must not run, or None: more destructive actions than the cap.
 
-    A plan that big usually means a policy mistake (a glob too wide, a TTL of
-    0s), so the whole run is refused rather than trimmed to the first N.
+    Decided from the plan itself, whatever produced it: every deletion and
+    every truncation counts.  A plan that big usually means a policy mistake
+    (a glob too wide, a TTL of 0s), so the whole run is refused rather than
+    trimmed to the first N.
     """
-    deletions = sum(1 for a in actions if a.verb is Verb.DELETE)
-    if deletions > cap:
-        return (f"plan has {deletions} deletions, more than maxDeletionsPerRun={cap}; "
-                "nothing was changed (raise the cap or narrow the policy)")
+    destructive = sum(1 for a in actions if a.destructive)
+    if destructive > cap:
+        return (f"plan has {destructive} destructive actions (deletions and truncations), "
+                f"more than maxDeletionsPerRun={cap}; nothing was changed "
+                "(raise the cap or narrow the policy)")
     return None
+
+
+def kept(action: Action) -> Outcome:
+    """The outcome of an action its planner decided to keep (``action.skip``)."""
+    return Outcome(action, Result.SKIPPED, error=action.skip)
 
 
 def refused(action: Action, why: str) -> Outcome:
     """The outcome of an action the run decided not to attempt."""
+    if action.skip is not None:
+        return kept(action)
     if action.verb is Verb.REPORT:
         return Outcome(action, Result.DONE, bytes=action.bytes)
     return Outcome(action, Result.SKIPPED, error=why)
+
+
+def dry_run(action: Action) -> Outcome:
+    """What a dry run reports for an action it does not carry out."""
+    if action.skip is not None:
+        return kept(action)
+    if action.verb is Verb.REPORT:
+        return Outcome(action, Result.DONE)
+    return Outcome(action, Result.PLANNED, bytes=action.bytes)

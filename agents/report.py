@@ -3,11 +3,23 @@
 JSON lines go to stdout for log collectors; a terminal gets the same facts as
 text.  Every line is flushed as it is written, so a run killed half-way still
 leaves the record of what it already did.
+
+Write-ahead: before an executor changes anything it writes an
+``action.intent`` line (with the deleted object's manifest, where there is
+one) and only then makes the call; the outcome follows as the ``action``
+line with the same ``run`` and ``op``.  A run killed between the two leaves
+an intent without an outcome, never a change without a record.
+
+Every value that reaches a terminal has its control characters escaped:
+names and labels come from untrusted sources, and a label holding
+``ESC]0;...BEL`` must not retitle the admin's terminal.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import sys
 import threading
 import time
@@ -22,6 +34,9 @@ from agents.units import format_bytes
 _LEVELS = {Result.DONE: "info", Result.PLANNED: "info", Result.SKIPPED: "warning",
            Result.FAILED: "error"}
 _FREES_SPACE = (Verb.DELETE, Verb.TRUNCATE)
+_WRITTEN_AHEAD = ("manifest",)
+"""Details the intent line carries, so the outcome line need not repeat them."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class RawJSON(str):
@@ -37,6 +52,17 @@ def rfc3339(moment: datetime | None = None) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def new_run_id(moment: datetime | None = None) -> str:
+    """A run's id: its start time and a random suffix (``20261202T011323Z-3fa2c1``)."""
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def printable(value: object) -> str:
+    """``str(value)`` with control characters escaped (``\\x1b``), safe for a terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+
+
 def choose_format(requested: str, stream: IO[str]) -> str:
     """``auto`` means text on a terminal and JSON lines anywhere else."""
     if requested != "auto":
@@ -48,8 +74,11 @@ class Reporter:
     """Writes action lines and the summary for one run; safe across threads."""
 
     def __init__(self, agent: str, task: str, dry_run: bool, node: str | None = None,
-                 stream: IO[str] | None = None, fmt: str = "json"):
+                 stream: IO[str] | None = None, fmt: str = "json", run_id: str | None = None):
         self.agent, self.task, self.dry_run, self.node = agent, task, dry_run, node
+        self.run_id = run_id or new_run_id()
+        self._ops = 0
+        self._ahead: set[int] = set()
         self._stream = stream or sys.stdout
         self._format = fmt
         self._lock = threading.Lock()
@@ -58,17 +87,39 @@ class Reporter:
         self._failed = 0
         self._started = time.monotonic()
 
-    def action(self, outcome: Outcome, task: str | None = None) -> None:
-        action = outcome.action
-        line = {
-            "ts": rfc3339(), "level": _level(outcome), "event": "action", "agent": self.agent,
-            "task": task or self.task, "node": self.node, "dry_run": self.dry_run,
-            "kind": action.kind, "id": action.id, "name": action.name,
-            "namespace": action.namespace, "action": str(action.verb), "reason": action.reason,
-            "result": str(outcome.result), "bytes": _bytes(outcome), "error": outcome.error,
-        }
-        for key, value in {**action.details, **outcome.details}.items():
+    def intent(self, action: Action, task: str | None = None) -> int:
+        """Record, flushed, that ``action`` is about to be carried out; returns its ``op``.
+
+        The caller makes the change only after this returns, and reports the
+        outcome with ``action(outcome, op=op)``.
+        """
+        with self._lock:
+            self._ops += 1
+            op = self._ops
+            self._ahead.add(op)
+        line = self._line(action, task, op, "action.intent", "pending", "info")
+        line["bytes"], line["error"] = action.bytes, None
+        for key, value in action.details.items():
             line.setdefault(key, value)
+        out = self._render(line, _text_intent)
+        with self._lock:
+            self._write(out)
+        return op
+
+    def action(self, outcome: Outcome, task: str | None = None, op: int | None = None) -> None:
+        """The outcome line of one action (after its intent line, if it had one)."""
+        action = outcome.action
+        with self._lock:
+            if op is None:
+                self._ops += 1
+                op = self._ops
+            ahead = op in self._ahead
+            self._ahead.discard(op)
+        line = self._line(action, task, op, "action", str(outcome.result), _level(outcome))
+        line["bytes"], line["error"] = _bytes(outcome), outcome.error
+        for key, value in {**action.details, **outcome.details}.items():
+            if not (ahead and key in _WRITTEN_AHEAD):
+                line.setdefault(key, value)
         out = self._render(line, _text_action)
         with self._lock:
             self._counts[(action.kind, str(outcome.result))] += 1
@@ -76,6 +127,16 @@ class Reporter:
                 self._bytes += _bytes(outcome) or 0
             self._failed += outcome.result is Result.FAILED
             self._write(out)
+
+    def _line(self, action: Action, task: str | None, op: int, event: str, result: str,
+              level: str) -> dict[str, Any]:
+        return {
+            "ts": rfc3339(), "level": level, "event": event, "agent": self.agent,
+            "task": task or self.task, "node": self.node, "dry_run": self.dry_run,
+            "run": self.run_id, "op": op, "kind": action.kind, "id": action.id,
+            "name": action.name, "namespace": action.namespace, "action": str(action.verb),
+            "reason": action.reason, "result": result,
+        }
 
     def summary(self, aborted: str | None = None, error: str | None = None,
                 task: str | None = None) -> dict[str, Any]:
@@ -89,7 +150,8 @@ class Reporter:
             line = {
                 "ts": rfc3339(), "level": "error" if error or self._failed else "info",
                 "event": "run.summary", "agent": self.agent, "task": task or self.task,
-                "node": self.node, "dry_run": self.dry_run, "actions": sum(by_result.values()),
+                "node": self.node, "dry_run": self.dry_run, "run": self.run_id,
+                "actions": sum(by_result.values()),
                 "results": dict(by_result), "counts": by_kind, "bytes_reclaimed": self._bytes,
                 "duration_s": round(time.monotonic() - self._started, 3),
                 "errors": self._failed + (1 if error else 0), "aborted": aborted, "error": error,
@@ -121,12 +183,20 @@ def _bytes(outcome: Outcome) -> int | None:
 
 
 def _text_action(line: dict[str, Any]) -> str:
+    return _text_line(line, line["result"].upper())
+
+
+def _text_intent(line: dict[str, Any]) -> str:
+    return _text_line(line, "START")
+
+
+def _text_line(line: dict[str, Any], status: str) -> str:
     where = f"{line['namespace']}/" if line.get("namespace") else ""
     size = f" {format_bytes(line['bytes'])}" if line.get("bytes") else ""
     error = f"  error: {line['error']}" if line.get("error") else ""
     ident = f" ({line['id'][:19]})" if line.get("id") and line["id"] != line["name"] else ""
-    return (f"{line['ts'][11:19]} {line['result'].upper():8} {line['action']:8} {line['kind']} "
-            f"{where}{line['name']}{ident}{size}  [{line['reason']}]{error}")
+    return printable(f"{line['ts'][11:19]} {status:8} {line['action']:8} {line['kind']} "
+                     f"{where}{line['name']}{ident}{size}  [{line['reason']}]{error}")
 
 
 def _text_summary(line: dict[str, Any]) -> str:
@@ -134,12 +204,13 @@ def _text_summary(line: dict[str, Any]) -> str:
     results = ", ".join(f"{n} {r}" for r, n in sorted(line["results"].items())) or "nothing to do"
     kinds = "; ".join(f"{k}: " + ", ".join(f"{n} {r}" for r, n in v.items())
                       for k, v in line["counts"].items())
-    aborted = f"\n  ABORTED: {line['aborted']}" if line["aborted"] else ""
-    error = f"\n  ERROR: {line['error']}" if line["error"] else ""
-    return (f"== {line['agent']} {line['task']} summary ({mode}): {results}"
+    aborted = f"\n  ABORTED: {printable(line['aborted'])}" if line["aborted"] else ""
+    error = f"\n  ERROR: {printable(line['error'])}" if line["error"] else ""
+    head = (f"== {line['agent']} {line['task']} summary ({mode}, run {line['run']}): {results}"
             f"{f' ({kinds})' if kinds else ''}; {format_bytes(line['bytes_reclaimed'])} "
             f"{'reclaimable' if line['dry_run'] else 'reclaimed'}; {line['errors']} errors; "
-            f"{line['duration_s']}s{aborted}{error}")
+            f"{line['duration_s']}s")
+    return printable(head) + aborted + error
 
 
 def plan_table(actions: Iterable[Action]) -> str:
@@ -152,7 +223,7 @@ def plan_table(actions: Iterable[Action]) -> str:
                      if a.bytes is not None else "-", a.reason))
         total += a.bytes or 0
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4]
-             for r in rows]
+    lines = [printable("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False))
+                       + "  " + r[4]) for r in rows]
     lines.append(f"{len(rows) - 1} actions, {format_bytes(total)} would be reclaimed")
     return "\n".join(lines)

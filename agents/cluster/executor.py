@@ -12,7 +12,8 @@ known, so a run killed half-way leaves the record of what it did.
   decision is carried out (at most ``MAX_REPLANS`` times).
 - Any other error (403 names verb, resource and namespace) fails that action
   only; the run goes on.
-- Before a delete, the manifest the planner saw goes into the report line.
+- Write-ahead: in a real run every mutation's ``action.intent`` line (with the
+  manifest the planner saw, for a delete) is flushed before the request is sent.
 - After a real patch or delete, an Event is recorded when ``cluster.events``.
 """
 
@@ -54,7 +55,7 @@ class ClusterExecutor:
         mutations = []
         for task, action in planned:
             if not action.mutates:
-                outcomes.append(self._report(task, Outcome(action, Result.DONE)))
+                outcomes.append(self._report(task, refused(action, "")))
             elif aborted:
                 outcomes.append(self._report(task, refused(action, aborted)))
             else:
@@ -90,13 +91,14 @@ class ClusterExecutor:
     def _apply(self, task: str, action: Action) -> Outcome:
         if self._stop.is_set():
             return self._report(task, refused(action, "stopped (SIGTERM) before it started"))
+        op = None if self._dry_run else self._reporter.intent(action, task=task)
         try:
             outcome = self._attempt(task, action)
         except Exception as exc:  # one object's surprise must not end the run
             logger.bind(kind=action.kind, name=action.name, id=action.id).exception(
                 "unexpected failure")
             outcome = Outcome(action, Result.FAILED, error=f"{type(exc).__name__}: {exc}")
-        return self._report(task, outcome)
+        return self._report(task, outcome, op)
 
     def _attempt(self, task: str, action: Action) -> Outcome:
         replans = 0
@@ -155,6 +157,6 @@ class ClusterExecutor:
         details = {"verdict": f"rejected: {err}"} if self._dry_run else {}
         return Outcome(action, Result.FAILED, error=str(err), details=details)
 
-    def _report(self, task: str, outcome: Outcome) -> Outcome:
-        self._reporter.action(outcome, task=task)
+    def _report(self, task: str, outcome: Outcome, op: int | None = None) -> Outcome:
+        self._reporter.action(outcome, task=task, op=op)
         return outcome

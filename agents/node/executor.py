@@ -31,6 +31,7 @@ from types import MappingProxyType
 from loguru import logger
 
 from agents.actions import Action, Outcome, Result, Verb, over_cap, refused
+from agents.actions import dry_run as dry_outcome
 from agents.node.docker_port import Conflict, DockerDown, DockerError, DockerPort, Gone
 from agents.node.host_paths import HostPaths
 from agents.report import Reporter
@@ -63,15 +64,12 @@ def execute(actions: Sequence[Action], run: Execution, dry_run: bool,
     if aborted:
         return _report_all(actions, run.reporter, lambda a: refused(a, aborted)), aborted
     if dry_run:
-        return _report_all(actions, run.reporter, _dry), None
+        return _report_all(actions, run.reporter, dry_outcome), None
     outcomes: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=run.parallelism, thread_name_prefix="rm") as pool:
         for wave in waves(actions):
             futures = [pool.submit(_attempt, action, run) for action in wave]
-            for future in as_completed(futures):
-                outcome = future.result()
-                run.reporter.action(outcome)
-                outcomes.append(outcome)
+            outcomes += [future.result() for future in as_completed(futures)]
     return outcomes, None
 
 
@@ -114,20 +112,28 @@ def _report_all(actions: Sequence[Action], reporter: Reporter,
     return outcomes
 
 
-def _dry(action: Action) -> Outcome:
-    if action.verb is Verb.REPORT:
-        return Outcome(action, Result.DONE)
-    return Outcome(action, Result.PLANNED, bytes=action.bytes)
-
-
 def _attempt(action: Action, run: Execution) -> Outcome:
-    """One action, its failure contained; never raises."""
-    if action.verb is Verb.REPORT:
-        return Outcome(action, Result.DONE)
-    if run.stop.is_set():
-        return Outcome(action, Result.SKIPPED, error=STOPPING)
-    if run.unreachable:
-        return Outcome(action, Result.FAILED, error=f"Docker unreachable: {run.unreachable}")
+    """One action, its outcome reported, its failure contained; never raises.
+
+    The intent line is flushed before the call, so a run killed during the
+    call still leaves a record of what it was doing.
+    """
+    if not action.mutates:
+        outcome = refused(action, "")
+    elif run.stop.is_set():
+        outcome = Outcome(action, Result.SKIPPED, error=STOPPING)
+    elif run.unreachable:
+        outcome = Outcome(action, Result.FAILED, error=f"Docker unreachable: {run.unreachable}")
+    else:
+        op = run.reporter.intent(action)
+        outcome = _carry_out(action, run)
+        run.reporter.action(outcome, op=op)
+        return outcome
+    run.reporter.action(outcome)
+    return outcome
+
+
+def _carry_out(action: Action, run: Execution) -> Outcome:
     log = logger.bind(kind=action.kind, name=action.name, id=action.id)
     try:
         freed = _apply(action, run)

@@ -119,8 +119,9 @@ def test_the_deletion_cap_refuses_the_whole_plan(kube_api, namespace):
 
     run = run_task(kube_api, policy_for(namespace, rules, cap=2), "all")
 
-    assert run.summary["aborted"].startswith("plan has 3 deletions, more than "
-                                             "maxDeletionsPerRun=2")
+    assert run.summary["aborted"].startswith(
+        "plan has 3 destructive actions (deletions and truncations), more than "
+        "maxDeletionsPerRun=2")
     assert {x["result"] for x in run.lines if x["action"] != "report"} == {"skipped"}
     assert job_names(kube_api, namespace) == {"a", "b", "c"}
     limit = AppsV1Api(kube_api).read_namespaced_deployment("web", namespace).spec

@@ -23,6 +23,7 @@ from agents.cluster.tasks import run_tasks
 from agents.errors import Unreachable
 from agents.policy_loader import parse_policy
 from agents.report import Reporter, rfc3339
+from tests import report_lines
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -67,9 +68,9 @@ def run(port: MemoryPort, task: str = "jobs", **kwargs) -> tuple[list[dict], dic
     stream = io.StringIO()
     summary = run_tasks(port, kwargs.pop("rules", None) or policy(**kwargs), task,
                         stream=stream, now=NOW)
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    lines = report_lines.parse(stream.getvalue())
     assert lines[-1] == json.loads(json.dumps(summary, default=str))
-    return lines[:-1], summary
+    return report_lines.outcomes(lines), summary
 
 
 def test_real_run_deletes_reports_the_manifest_and_records_an_event():
@@ -131,7 +132,7 @@ def test_the_cap_refuses_the_whole_plan():
     port = cluster(job("a"), job("b"), job("c"))
     lines, summary = run(port, rules=replace(policy(), maxDeletionsPerRun=2))
     assert {line["result"] for line in lines} == {"skipped"}
-    assert summary["aborted"].startswith("plan has 3 deletions")
+    assert summary["aborted"].startswith("plan has 3 destructive actions")
     assert len(port.objects) == 5 and port.writes == []
 
 
@@ -243,7 +244,8 @@ def test_plan_on_a_terminal_prints_the_table_and_the_summary():
     table, _, summary = stream.getvalue().partition("\n== ")
     assert table.splitlines()[0].split() == ["ACTION", "KIND", "NAME", "BYTES", "REASON"]
     assert "delete  job   apps/old" in table
-    assert summary.startswith("cluster jobs summary (dry-run): 1 planned")
+    assert summary.startswith("cluster jobs summary (dry-run, run ")
+    assert "): 1 planned" in summary
 
 
 def test_excluded_and_ignored_namespaces_are_untouched():
@@ -309,7 +311,7 @@ def test_json_lines_go_to_a_stream_that_cannot_seek():
     stream = Pipe()
     run_tasks(cluster(job("old")), policy(), "jobs", stream=stream, now=NOW)
     assert [json.loads(x)["event"] for x in stream.getvalue().splitlines()] == [
-        "action", "run.summary"]
+        "action.intent", "action", "run.summary"]
 
 
 def test_a_plan_that_cannot_start_still_prints_its_summary_on_a_terminal():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import threading
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -18,6 +17,7 @@ from agents.node.planner import details_needed, plan_cleanup
 from agents.policy import NodePolicy
 from agents.policy_loader import parse_policy
 from agents.report import Reporter
+from tests import report_lines
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=30)
@@ -60,7 +60,7 @@ def run(docker: MemoryDocker, actions: list[Action], dry_run: bool = False, cap:
                           stop or threading.Event())
     _, aborted = execute(actions, execution, dry_run, cap)
     reporter.summary(aborted=aborted, error=None)
-    return [json.loads(line) for line in out.getvalue().splitlines()], aborted
+    return _without_intents(out.getvalue()), aborted
 
 
 def plan(docker: MemoryDocker) -> list[Action]:
@@ -185,3 +185,8 @@ def test_references_untagged_before_removal_by_id():
     assert extra_references(["a:1", "a:2"], ["a@sha256:1", "b@sha256:2"]) == \
         ["a:2", "b@sha256:2"]
     assert extra_references([], ["a@sha256:1", "b@sha256:2"]) == ["b@sha256:2"]
+
+
+def _without_intents(text: str) -> list[dict]:
+    lines = report_lines.parse(text)
+    return report_lines.outcomes(lines) + report_lines.summaries(lines)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 
-from agents.actions import Action, Outcome, Result, Verb, over_cap, refused
+from agents.actions import Action, Outcome, Result, Verb, dry_run, over_cap, refused
 from agents.report import RawJSON, Reporter, plan_table
 
-ACTION_FIELDS = {"ts", "level", "event", "agent", "task", "node", "dry_run", "kind", "id", "name",
-                 "namespace", "action", "reason", "result", "bytes", "error"}
-SUMMARY_FIELDS = {"ts", "level", "event", "agent", "task", "node", "dry_run", "actions", "results",
-                  "counts", "bytes_reclaimed", "duration_s", "errors", "aborted", "error"}
+ACTION_FIELDS = {"ts", "level", "event", "agent", "task", "node", "dry_run", "run", "op", "kind",
+                 "id", "name", "namespace", "action", "reason", "result", "bytes", "error"}
+SUMMARY_FIELDS = {"ts", "level", "event", "agent", "task", "node", "dry_run", "run", "actions",
+                  "results", "counts", "bytes_reclaimed", "duration_s", "errors", "aborted",
+                  "error"}
 
 
 def image(name: str, size: int = 100) -> Action:
@@ -69,7 +70,8 @@ def test_cap_refuses_the_whole_plan_and_says_why():
     plan = [image(str(i)) for i in range(3)] + [
         Action("log", "c", Verb.REPORT, "logs.requireRotation", "no max-size")]
     reason = over_cap(plan, 2)
-    assert reason.startswith("plan has 3 deletions, more than maxDeletionsPerRun=2")
+    assert reason.startswith("plan has 3 destructive actions (deletions and truncations), "
+                             "more than maxDeletionsPerRun=2")
     assert over_cap(plan, 3) is None
     outcomes = [refused(a, reason) for a in plan]
     assert [o.result for o in outcomes] == [Result.SKIPPED] * 3 + [Result.DONE]
@@ -80,14 +82,14 @@ def test_cap_refuses_the_whole_plan_and_says_why():
 
 def test_text_format_is_readable():
     out = io.StringIO()
-    reporter = Reporter("cluster", "jobs", dry_run=True, stream=out, fmt="text")
+    reporter = Reporter("cluster", "jobs", dry_run=True, stream=out, fmt="text", run_id="r1")
     reporter.action(Outcome(Action("job", "old", Verb.DELETE, "completedJobs.succeededTTL",
                                    "finished 3d ago > 1d", namespace="batch"), Result.PLANNED))
     reporter.summary()
     first, summary = out.getvalue().splitlines()
     assert "PLANNED  delete   job batch/old" in first
     assert "[completedJobs.succeededTTL: finished 3d ago > 1d]" in first
-    assert summary.startswith("== cluster jobs summary (dry-run): 1 planned")
+    assert summary.startswith("== cluster jobs summary (dry-run, run r1): 1 planned")
 
 
 def test_plan_table_totals_bytes():
@@ -103,3 +105,53 @@ def test_raw_json_details_are_embedded_as_objects_without_re_encoding():
     line = run([Outcome(action, Result.DONE)])[0]
     assert line["manifest"] == {"kind": "Job", "metadata": {"name": "old", "uid": "u1"}}
     assert line["name"] == "old"
+
+
+def test_an_intent_line_is_flushed_before_the_change_and_pairs_with_its_outcome():
+    out = io.StringIO()
+    reporter = Reporter("cluster", "jobs", dry_run=False, stream=out)
+    action = Action("job", "j", Verb.DELETE, "completedJobs.succeededTTL", "Complete 2d ago > 1d",
+                    details={"manifest": RawJSON('{"kind":"Job"}')})
+    op = reporter.intent(action)
+    written = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(w["event"], w["result"], w["op"]) for w in written] == [
+        ("action.intent", "pending", op)]
+    assert written[0]["manifest"] == {"kind": "Job"}
+    reporter.action(Outcome(action, Result.DONE), op=op)
+    reporter.summary()
+    intent, outcome, summary = (json.loads(line) for line in out.getvalue().splitlines())
+    assert (outcome["event"], outcome["op"], outcome["run"]) == ("action", op, intent["run"])
+    assert "manifest" not in outcome, "the manifest is written once, ahead of the change"
+    assert summary["actions"] == 1 and summary["run"] == intent["run"]
+
+
+def test_every_line_of_a_run_carries_one_run_id_and_distinct_ops():
+    lines = run([Outcome(image("a"), Result.DONE), Outcome(image("b"), Result.DONE)])
+    assert len({line["run"] for line in lines}) == 1
+    assert [line["op"] for line in lines[:-1]] == [1, 2]
+
+
+def test_text_output_escapes_control_characters_from_untrusted_names():
+    out = io.StringIO()
+    reporter = Reporter("node", "cleanup", dry_run=False, stream=out, fmt="text")
+    hostile = "web\x1b]0;owned\x07\nfake line"
+    reporter.action(Outcome(image(hostile), Result.FAILED, error="bad\x1b[2J"))
+    reporter.summary(error="lost \x1b[31mred")
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text
+    assert "web\\x1b]0;owned\\x07\\x0afake line" in text
+    assert text.count("\n") == 3  # the action line, the summary head and its ERROR line
+    assert "\x1b" not in plan_table([image(hostile)])
+
+
+def test_a_planner_decision_to_keep_is_skipped_and_not_counted_by_the_cap():
+    keep = Action("image", "x", Verb.DELETE, "images.unused", "unused", skip="age unknown")
+    assert not keep.mutates and not keep.destructive
+    assert over_cap([keep, keep], 1) is None
+    assert refused(keep, "cap").error == "age unknown"
+    assert dry_run(keep).result is Result.SKIPPED
+
+
+def test_truncations_count_against_the_cap_like_deletions():
+    truncate = Action("log", "c", Verb.TRUNCATE, "logs.maxFileSize", "2Gi > 100Mi")
+    assert over_cap([truncate, image("a")], 1) is not None
