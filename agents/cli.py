@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 
 import yaml
 from loguru import logger
@@ -18,6 +19,7 @@ from loguru import logger
 from agents import errors
 from agents.policy import Policy, to_plain
 from agents.policy_loader import PolicyInvalid, load_policy
+from agents.units import parse_duration
 
 CLUSTER_TASKS = ("requests", "revisions", "jobs", "all")
 
@@ -101,7 +103,16 @@ def _add_node_commands(commands: argparse._SubParsersAction, common: _Parser) ->
                          help="node name for the report (default: $NODE_NAME)")
         cmd.add_argument("--job", choices=("all", "cleanup", "logs"), default="all",
                          help="which node job to run (default: both)")
+        cmd.add_argument("--state-dir",
+                         default=os.environ.get("KUBEKEEPER_STATE_DIR", "/var/lib/kubekeeper"),
+                         help="where the node's first-seen record is kept (default: "
+                              "$KUBEKEEPER_STATE_DIR or /var/lib/kubekeeper)")
+        cmd.add_argument("--runtime-timeout", type=_duration, default=timedelta(seconds=30),
+                         help="how long one Docker call may take before it is checked "
+                              "(default 30s)")
         if name == "run":
+            cmd.add_argument("--deadline", type=_duration, default=None,
+                             help="each run's budget (e.g. 20m): no action starts after it")
             cmd.add_argument("--once", action="store_true", help="one run, then exit")
             cmd.add_argument("--health-port", type=int, default=None,
                              help="serve /healthz on this port (daemon mode)")
@@ -152,7 +163,9 @@ def _node(args: argparse.Namespace) -> int:
         host_root=args.host_root, node_name=args.node_name, log_format=args.log_format,
         job=args.job, plan_only=args.plan_only, once=getattr(args, "once", True),
         health_port=getattr(args, "health_port", None), policy_path=args.policy,
-        dry_run_override=args.dry_run)
+        dry_run_override=args.dry_run, state_dir=args.state_dir,
+        deadline=getattr(args, "deadline", None),
+        runtime_timeout=args.runtime_timeout.total_seconds())
     return run_node(policy, options)
 
 
@@ -163,6 +176,17 @@ def _cluster(args: argparse.Namespace) -> int:
     options = ClusterOptions(task=args.task, kubeconfig=args.kubeconfig, context=args.context,
                              log_format=args.log_format, plan_only=args.plan_only)
     return run_cluster(policy, options)
+
+
+def _duration(text: str) -> timedelta:
+    """An option's duration, checked like the policy's (``argparse`` turns errors into exit 2)."""
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be longer than 0s")
+    return value
 
 
 def _with_dry_run(policy: Policy, override: bool | None) -> Policy:

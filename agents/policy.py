@@ -82,6 +82,9 @@ class DiskPressure:
                                  checks.render_number)
     lowPercent: float = setting(checks.percent, 80, "Stop evicting below this usage (kubelet: 80).",
                                 checks.render_number)
+    minAge: timedelta = setting(checks.duration, "2m",
+                                "Never evict an image first seen more recently "
+                                "(kubelet: imageMinimumGCAge 2m).", checks.render_duration)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -211,6 +212,14 @@ def _text_summary(line: dict[str, Any]) -> str:
             f"{'reclaimable' if line['dry_run'] else 'reclaimed'}; {line['errors']} errors; "
             f"{line['duration_s']}s")
     return printable(head) + aborted + error
+
+
+def annotated(outcome: Outcome) -> Action:
+    """A plan table's row: the action, with why it would not happen, if it would not."""
+    action = outcome.action
+    if outcome.result in (Result.FAILED, Result.SKIPPED):
+        return replace(action, why=f"{action.why} [{outcome.result}: {outcome.error}]")
+    return action
 
 
 def plan_table(actions: Iterable[Action]) -> str:

@@ -9,25 +9,27 @@ only fails the remaining actions and the summary is still written.
 from __future__ import annotations
 
 import contextlib
+import io
 import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from agents import errors
-from agents.actions import Action, Outcome, Result, over_cap
-from agents.node import inventory, log_inventory
+from agents.actions import Action
+from agents.node import inventory, log_inventory, state
 from agents.node.docker_port import DockerDown, DockerError, EnginePort
 from agents.node.executor import Execution, execute
 from agents.node.host_paths import HostPaths
 from agents.node.log_audit import plan_logs
 from agents.node.planner import details_needed, plan_cleanup
 from agents.policy import Policy
-from agents.report import Reporter, choose_format, plan_table
+from agents.report import Reporter, annotated, choose_format, plan_table
 
 JOBS = ("cleanup", "logs")
 
@@ -46,6 +48,11 @@ class NodeOptions:
     health_port: int | None = None
     policy_path: str = "policies.yaml"
     dry_run_override: bool | None = None
+    state_dir: str = "/var/lib/kubekeeper"
+    deadline: timedelta | None = None
+    """Each run's budget: no action starts after it (the daemon applies it per run)."""
+    runtime_timeout: float = 30.0
+    """Seconds one Docker call may take before it counts as unanswered (then checked)."""
 
     @property
     def jobs(self) -> tuple[str, ...]:
@@ -67,58 +74,73 @@ def run_node(policy: Policy, options: NodeOptions) -> int:
 
 def run_job(job: str, policy: Policy, options: NodeOptions, stop: threading.Event,
             stream: IO[str] | None = None) -> dict[str, Any]:
-    """One run of one job; returns its summary.  Raises ``Unreachable`` before any action."""
+    """One run of one job; returns its summary.  Raises ``Unreachable`` before any action.
+
+    ``node plan`` is a dry run like any other, through the same executor path:
+    only its rendering on a terminal (a table) differs.
+    """
     stream = stream or sys.stdout
     fmt = choose_format(options.log_format, stream)
-    port = _connect(options.docker_host, policy.node.parallelism)
-    reporter = Reporter("node", job, dry_run=policy.dryRun or options.plan_only,
-                        node=options.node_name or socket.gethostname(), stream=stream, fmt=fmt)
+    table = options.plan_only and fmt == "text"
+    started = time.monotonic()
+    port = _connect(options.docker_host, policy.node.parallelism, options.runtime_timeout)
+    dry_run = policy.dryRun or options.plan_only
+    sink = io.StringIO() if table else stream
+    reporter = Reporter("node", job, dry_run=dry_run, fmt=fmt, stream=sink,
+                        node=options.node_name or socket.gethostname())
     paths = HostPaths(options.host_root)
     try:
         try:
-            root, actions = _plan(job, port, paths, policy, datetime.now(UTC))
+            root, actions = _plan(job, port, paths, policy, options, datetime.now(UTC))
         except DockerDown as exc:
             raise errors.Unreachable("Docker", options.docker_host, exc) from exc
         except DockerError as exc:
             return reporter.summary(error=f"inventory failed: {exc}")
-        if options.plan_only:
-            return _show_plan(actions, policy, reporter, stream if fmt == "text" else None)
-        run = Execution(port, reporter, paths, root, policy.node.parallelism, stop)
-        _, aborted = execute(actions, run, policy.dryRun, policy.maxDeletionsPerRun)
-        return reporter.summary(aborted=aborted, error=_lost(run.unreachable))
+        deadline = started + options.deadline.total_seconds() if options.deadline else None
+        run = Execution(port, reporter, paths, root, policy.node.parallelism, stop, deadline)
+        outcomes, aborted = execute(actions, run, dry_run, policy.maxDeletionsPerRun)
+        mark = sink.tell() if table else 0
+        summary = reporter.summary(aborted=aborted, error=_lost(run.unreachable))
     finally:
         port.close()
+    if table:
+        assert isinstance(sink, io.StringIO)
+        stream.write(f"== node {job} plan ==\n{plan_table(annotated(o) for o in outcomes)}\n"
+                     f"{sink.getvalue()[mark:]}")
+        stream.flush()
+    return summary
 
 
-def _plan(job: str, port: EnginePort, paths: HostPaths, policy: Policy,
+def _plan(job: str, port: EnginePort, paths: HostPaths, policy: Policy, options: NodeOptions,
           now: datetime) -> tuple[str, list[Action]]:
-    """The Docker root and the job's plan, from a fresh inventory."""
+    """The Docker root and the job's plan, from a fresh inventory.
+
+    The cleanup plan reads the node's first-seen record, and every run but a
+    ``node plan`` stores the updated record before acting.
+    """
     if job == "logs":
         facts = log_inventory.take_logs(port, paths)
         return facts.docker_root, plan_logs(facts, policy.node.logs, now)
+    store = state.StateFile(options.state_dir)
     snap = inventory.take(port, paths)
+    record = store.load(now)
+    observed = state.observe(record, snap, now)
+    snap = state.annotate(snap, observed)
     containers, images = details_needed(snap, policy.node, now)
     snap = inventory.with_details(port, snap, containers, images)
-    return snap.docker_root, plan_cleanup(snap, policy.node, now)
+    saved: OSError | None = None
+    if not options.plan_only:
+        try:
+            store.save(observed)
+        except OSError as exc:
+            saved = exc
+    notes = state.findings(record, store, saved)
+    return snap.docker_root, notes + plan_cleanup(snap, policy.node, now)
 
 
-def _show_plan(actions: list[Action], policy: Policy, reporter: Reporter,
-               stream: IO[str] | None) -> dict[str, Any]:
-    """``node plan``: a table on a terminal, else one "planned" line per action; no mutation."""
-    aborted = over_cap(actions, policy.maxDeletionsPerRun)
-    if stream is not None:
-        cap = f"\na real run would change nothing: {aborted}" if aborted else ""
-        stream.write(f"== node {reporter.task} plan ==\n{plan_table(actions)}{cap}\n")
-        stream.flush()
-        return {"errors": 0, "aborted": aborted}
-    for action in actions:
-        reporter.action(Outcome(action, Result.PLANNED, bytes=action.bytes))
-    return reporter.summary(aborted=aborted)
-
-
-def _connect(endpoint: str, parallelism: int) -> EnginePort:
+def _connect(endpoint: str, parallelism: int, timeout: float) -> EnginePort:
     try:
-        return EnginePort(endpoint, pool_size=max(10, parallelism))
+        return EnginePort(endpoint, pool_size=max(10, parallelism), timeout=timeout)
     except DockerDown as exc:
         raise errors.Unreachable("Docker", endpoint, exc) from exc
 

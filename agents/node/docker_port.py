@@ -3,7 +3,7 @@
 The real implementation wraps ``docker.APIClient`` and returns the Engine API's
 JSON as plain dicts.  It translates the SDK's failures into the four
 exceptions below, so the executor decides on meaning (gone, conflict, Docker
-down) rather than on SDK types, and the in-memory fake used by unit tests
+down, no answer in time) rather than on SDK types, and the in-memory fake used by unit tests
 speaks the same language.  Removals never force: a conflict is Docker telling
 us the object became needed, and the caller skips it.
 """
@@ -37,6 +37,10 @@ class DockerDown(DockerError):
     """No answer from the Engine: refused, reset, or the socket is missing."""
 
 
+class Timeout(DockerError):
+    """The Engine took the request but did not answer in time: it may still carry it out."""
+
+
 class DockerPort(Protocol):
     endpoint: str
 
@@ -54,14 +58,24 @@ class DockerPort(Protocol):
 
     def inspect_image(self, image_id: str) -> dict[str, Any]: ...
 
+    def image_users(self, image_id: str) -> list[str]:
+        """Names of the containers (any state) made from the image or an image built on it."""
+        ...
+
     def volumes(self) -> list[dict[str, Any]]: ...
 
-    def remove_container(self, container_id: str, with_volumes: bool = True) -> None:
-        """Remove, with its anonymous volumes (``docker rm -v``) unless told not to; no force."""
+    def inspect_volume(self, name: str) -> dict[str, Any]: ...
+
+    def remove_container(self, container_id: str) -> None:
+        """Remove a stopped container without its volumes (the volume rules judge those)."""
         ...
 
     def untag_image(self, reference: str) -> None:
         """Remove one ``repo:tag`` or ``repo@digest`` reference, never forced."""
+        ...
+
+    def tag_image(self, image_id: str, reference: str) -> None:
+        """Give the image the ``repo:tag`` reference (back)."""
         ...
 
     def remove_image(self, image_id: str) -> None:
@@ -74,7 +88,7 @@ class DockerPort(Protocol):
 class EnginePort:
     """``DockerPort`` on the SDK's low-level client; one instance per run."""
 
-    def __init__(self, endpoint: str, pool_size: int = 10, timeout: int = 120):
+    def __init__(self, endpoint: str, pool_size: int = 10, timeout: float = 30):
         self.endpoint = endpoint
         self._api: docker.APIClient = _call(lambda: docker.APIClient(
             base_url=endpoint, version="auto", timeout=timeout, max_pool_size=pool_size))
@@ -97,14 +111,26 @@ class EnginePort:
     def inspect_image(self, image_id: str) -> dict[str, Any]:
         return _call(lambda: self._api.inspect_image(image_id))
 
+    def image_users(self, image_id: str) -> list[str]:
+        found = _call(lambda: self._api.containers(all=True, filters={"ancestor": image_id}))
+        return [(c.get("Names") or [c["Id"][:12]])[0].lstrip("/") for c in found]
+
     def volumes(self) -> list[dict[str, Any]]:
         return _call(lambda: self._api.volumes().get("Volumes") or [])
 
-    def remove_container(self, container_id: str, with_volumes: bool = True) -> None:
-        _call(lambda: self._api.remove_container(container_id, v=with_volumes, force=False))
+    def inspect_volume(self, name: str) -> dict[str, Any]:
+        return _call(lambda: self._api.inspect_volume(name))
+
+    def remove_container(self, container_id: str) -> None:
+        _call(lambda: self._api.remove_container(container_id, v=False, force=False))
 
     def untag_image(self, reference: str) -> None:
         _call(lambda: self._api.remove_image(reference, force=False, noprune=True))
+
+    def tag_image(self, image_id: str, reference: str) -> None:
+        repository, tag = split_tag(reference)
+        if not _call(lambda: self._api.tag(image_id, repository, tag, force=False)):
+            raise DockerError(f"Docker did not tag {image_id} as {reference}")
 
     def remove_image(self, image_id: str) -> None:
         _call(lambda: self._api.remove_image(image_id, force=False, noprune=True))
@@ -126,6 +152,8 @@ def _call(request: Callable[[], _T]) -> _T:
         if exc.status_code == 409:
             raise Conflict(_explain(exc)) from exc
         raise DockerError(_explain(exc)) from exc
+    except requests.exceptions.ReadTimeout as exc:
+        raise Timeout(f"no answer in time: {exc}") from exc
     except requests.exceptions.ConnectionError as exc:
         raise DockerDown(str(exc)) from exc
     except docker.errors.DockerException as exc:
@@ -133,6 +161,14 @@ def _call(request: Callable[[], _T]) -> _T:
         raise DockerDown(str(exc)) from exc
     except requests.exceptions.RequestException as exc:
         raise DockerError(str(exc)) from exc
+
+
+def split_tag(reference: str) -> tuple[str, str]:
+    """``registry:5000/team/app:1`` → (``registry:5000/team/app``, ``1``); no tag → latest."""
+    head, sep, tail = reference.rpartition(":")
+    if sep and "/" not in tail:
+        return head, tail
+    return reference, "latest"
 
 
 def _explain(exc: docker.errors.APIError) -> str:

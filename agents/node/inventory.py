@@ -7,6 +7,11 @@ only the containers and images whose finish or tag time can change a decision
 (``planner.details_needed`` says which).  A field left ``None`` means "not
 fetched" or "not visible", never zero.
 
+A time Docker leaves out or zeroes (``Created``, ``CreatedAt``, ``FinishedAt``)
+is None, never 1970: the planners keep an object whose age is unknown.
+First-seen times come from the node's own record (``state.annotate``), not
+from Docker.
+
 Sizes are what Docker reports: a container's writable layer (``SizeRw``), an
 image's full ``Size`` including its parents, and for a local volume the bytes
 found by walking its directory through ``--host-root`` (None when not visible).
@@ -22,8 +27,6 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-import psutil
-
 from agents.node.docker_port import DockerPort, Gone
 from agents.node.host_paths import HostPaths
 
@@ -36,19 +39,20 @@ class Container:
     id: str
     name: str
     state: str
-    created: datetime
+    created: datetime | None
     image_id: str
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     volumes: tuple[str, ...] = ()
     size: int | None = None
     finished_at: datetime | None = None
     """When it stopped; fetched only where it can change a decision."""
+    first_seen: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Image:
     id: str
-    created: datetime
+    created: datetime | None
     size: int
     parent_id: str = ""
     tags: tuple[str, ...] = ()
@@ -56,6 +60,9 @@ class Image:
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     tagged_at: datetime | None = None
     """Docker's LastTagTime (set by tag and build); fetched only where it can matter."""
+    first_seen: datetime | None = None
+    last_seen_in_use: datetime | None = None
+    """The last run that saw a container using it, from the node's record."""
 
     @property
     def references(self) -> tuple[str, ...]:
@@ -65,9 +72,10 @@ class Image:
 @dataclass(frozen=True)
 class Volume:
     name: str
-    created: datetime
+    created: datetime | None
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     size: int | None = None
+    first_seen: datetime | None = None
 
     @property
     def anonymous(self) -> bool:
@@ -77,20 +85,32 @@ class Volume:
 
 @dataclass(frozen=True)
 class Disk:
-    """Usage of the filesystem holding the Docker root, or where we looked for it."""
+    """Usage of the filesystem holding the image store, or where we looked for it.
+
+    Measured as the kubelet's image GC measures it: ``(capacity - available) /
+    capacity``, where ``available`` is what unprivileged writers may still use.
+    Blocks reserved for root count as used, since the kubelet and the images'
+    writers cannot use them either; ``used / total`` would read several points
+    low on ext4 (5% reserved) and trip the watermarks late.
+    """
 
     host_path: str
     local_path: str
-    total: int | None = None
-    used: int | None = None
+    capacity: int | None = None
+    available: int | None = None
 
     @property
     def visible(self) -> bool:
-        return self.total is not None
+        return bool(self.capacity)
+
+    @property
+    def used(self) -> int:
+        """Bytes not available: used, plus reserved for root."""
+        return (self.capacity or 0) - (self.available or 0)
 
     @property
     def percent(self) -> float:
-        return 100.0 * (self.used or 0) / self.total if self.total else 0.0
+        return 100.0 * self.used / self.capacity if self.capacity else 0.0
 
 
 @dataclass(frozen=True)
@@ -154,16 +174,16 @@ def with_details(port: DockerPort, snap: Snapshot, container_ids: Iterable[str],
     return replace(snap, containers=tuple(containers), images=tuple(images))
 
 
-def disk_usage(docker_root: str, paths: HostPaths) -> Disk:
-    """psutil's view of the filesystem holding the Docker root, if it is visible here."""
-    local = paths.resolve(docker_root)
+def disk_usage(host_path: str, paths: HostPaths) -> Disk:
+    """The filesystem holding ``host_path`` (the image store), if it is visible here."""
+    local = paths.resolve(host_path)
     if local is None:
-        return Disk(docker_root, paths.local(docker_root))
+        return Disk(host_path, paths.local(host_path))
     try:
-        usage = psutil.disk_usage(local)
+        fs = os.statvfs(local)
     except OSError:
-        return Disk(docker_root, local)
-    return Disk(docker_root, local, usage.total, usage.used)
+        return Disk(host_path, local)
+    return Disk(host_path, local, fs.f_blocks * fs.f_frsize, fs.f_bavail * fs.f_frsize)
 
 
 def docker_time(value: Any) -> datetime | None:
@@ -182,14 +202,14 @@ def _container(raw: Mapping[str, Any], size: int | None) -> Container:
                    if m.get("Type") == "volume" and m.get("Name"))
     return Container(
         id=raw["Id"], name=names[0].lstrip("/"), state=raw.get("State", ""),
-        created=docker_time(raw.get("Created")) or datetime.fromtimestamp(0, UTC),
-        image_id=raw.get("ImageID", ""), labels=MappingProxyType(dict(raw.get("Labels") or {})),
+        created=docker_time(raw.get("Created")), image_id=raw.get("ImageID", ""),
+        labels=MappingProxyType(dict(raw.get("Labels") or {})),
         volumes=mounts, size=size)
 
 
 def _image(raw: Mapping[str, Any]) -> Image:
     return Image(
-        id=raw["Id"], created=docker_time(raw.get("Created")) or datetime.fromtimestamp(0, UTC),
+        id=raw["Id"], created=docker_time(raw.get("Created")),
         size=int(raw.get("Size") or 0), parent_id=raw.get("ParentId") or "",
         tags=tuple(t for t in raw.get("RepoTags") or [] if "<none>" not in t),
         digests=tuple(d for d in raw.get("RepoDigests") or [] if "<none>" not in d),
@@ -201,7 +221,7 @@ def _volume(raw: Mapping[str, Any], paths: HostPaths, measure: bool) -> Volume:
     if measure and raw.get("Driver") == "local" and raw.get("Mountpoint"):
         size = tree_size(paths.resolve(raw["Mountpoint"]))
     return Volume(name=raw["Name"],
-                  created=docker_time(raw.get("CreatedAt")) or datetime.fromtimestamp(0, UTC),
+                  created=docker_time(raw.get("CreatedAt")),
                   labels=MappingProxyType(dict(raw.get("Labels") or {})), size=size)
 
 

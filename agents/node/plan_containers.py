@@ -4,8 +4,9 @@ Guarantees, whatever the snapshot:
 - only ``exited``, ``dead`` and ``created`` containers are ever planned; running,
   paused, restarting and removing ones never are;
 - age counts from ``FinishedAt``, or from ``Created`` for a container that never
-  ran (or whose finish time was not fetched because it cannot change the
-  answer: see ``planner.details_needed``);
+  ran, and never from before the node's record first saw the container
+  (``ages.container_idle_since``); a container whose age is unknown is kept
+  and reported (``skip``), unless ``olderThan`` is 0s, which every age meets;
 - for kubelet-managed containers the newest ``keepPerPodContainer`` stopped ones
   per pod and container name stay, newest by creation as the kubelet orders
   them (then by the attempt in the kubelet's container name), so
@@ -13,19 +14,20 @@ Guarantees, whatever the snapshot:
 - pod sandbox containers of a live pod (one with a running, paused or
   restarting container) are never planned;
 - the keep label and the ``protect`` labels and name globs win over age;
-- a container is removed with its anonymous volumes (``docker rm -v``), unless
-  one of them is protected (``protected_volumes``): then it is removed without
-  ``-v`` and its volumes are left to the volume rules.
+- a container is removed without its volumes (no ``docker rm -v``): its
+  anonymous volumes are then judged by the volume rules like any other, so
+  they go only when those rules say so, each as its own counted deletion.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 from agents.actions import Action, Verb
+from agents.node.ages import container_idle_since
 from agents.node.inventory import Container, Snapshot
 from agents.node.protection import (
     CONTAINER_NAME,
@@ -39,34 +41,45 @@ from agents.policy import ContainerRules
 from agents.units import format_age, format_duration
 
 FINISHED = ("exited", "dead", "created")
+_NEWEST = datetime.max.replace(tzinfo=UTC)
 LIVE = ("running", "paused", "restarting")
 
 
-def plan_containers(snap: Snapshot, rules: ContainerRules, now: datetime,
-                    protected_volumes: frozenset[str] = frozenset()) -> list[Action]:
-    """Removal actions, oldest container first; each removes its anonymous volumes too."""
+def plan_containers(snap: Snapshot, rules: ContainerRules, now: datetime) -> list[Action]:
+    """Removal actions, oldest container first, then the ones kept for an unknown age."""
     if not rules.enabled:
         return []
     live_pods = {c.labels[POD_UID] for c in snap.containers
                  if c.state in LIVE and POD_UID in c.labels}
     kept_newest = _newest_per_pod_container(snap.containers, rules.keepPerPodContainer)
-    chosen = [c for c in snap.containers
-              if c.state in FINISHED and c.id not in kept_newest
-              and not (is_sandbox(c.labels) and c.labels.get(POD_UID) in live_pods)
-              and protected(rules.protect, c.name, c.labels) is None
-              and now - _stopped_at(c) >= rules.olderThan]
-    chosen.sort(key=lambda c: (_stopped_at(c), c.id))
-    gone = {c.id for c in chosen}
-    still_mounted = {v for c in snap.containers if c.id not in gone for v in c.volumes}
-    anonymous = {v.name for v in snap.volumes if v.anonymous}
-    return [_removal(c, rules, now, sorted(set(c.volumes) & anonymous - still_mounted),
-                     keep_volumes=bool(set(c.volumes) & protected_volumes))
-            for c in chosen]
+    candidates = [c for c in snap.containers
+                  if c.state in FINISHED and c.id not in kept_newest
+                  and not (is_sandbox(c.labels) and c.labels.get(POD_UID) in live_pods)
+                  and protected(rules.protect, c.name, c.labels) is None]
+    chosen: list[tuple[datetime, Container]] = []
+    unknown: list[Action] = []
+    for c in candidates:
+        since, why_unknown = _idle_since(c, rules.olderThan, now)
+        if why_unknown:
+            unknown.append(_removal(c, rules, now, None, skip=f"age unknown: {why_unknown}; "
+                                    "kept"))
+        elif since is not None and now - since >= rules.olderThan:
+            chosen.append((since, c))
+    chosen.sort(key=lambda pair: (pair[0], pair[1].id))
+    return [_removal(c, rules, now, since) for since, c in chosen] + unknown
 
 
-def removed_volumes(actions: Sequence[Action]) -> set[str]:
-    """Anonymous volumes that ``docker rm -v`` takes with the planned containers."""
-    return {v for a in actions for v in a.details.get("volumes", ())}
+def _idle_since(c: Container, older_than: timedelta,
+                now: datetime) -> tuple[datetime | None, str]:
+    """When it went idle; ``now`` when any age qualifies (0s); None when it is too young to
+    matter, whatever its finish time (see ``planner.details_needed``)."""
+    if older_than <= timedelta(0):
+        return now, ""
+    if c.first_seen is not None and now - c.first_seen < older_than:
+        return None, ""
+    if c.created is not None and now - c.created < older_than:
+        return None, ""
+    return container_idle_since(c)
 
 
 def _newest_per_pod_container(containers: Sequence[Container], keep: int) -> set[str]:
@@ -78,7 +91,8 @@ def _newest_per_pod_container(containers: Sequence[Container], keep: int) -> set
             groups[key].append(c)
     kept: set[str] = set()
     for members in groups.values():
-        members.sort(key=lambda c: (c.created, _attempt(c), c.id), reverse=True)
+        # An unknown creation time sorts as the newest: such a container is kept.
+        members.sort(key=lambda c: (c.created or _NEWEST, _attempt(c), c.id), reverse=True)
         kept.update(c.id for c in members[:keep])
     return kept
 
@@ -99,37 +113,32 @@ def _pod_container(c: Container) -> tuple[str, str] | None:
     return (uid, name) if uid and name else None
 
 
-def _stopped_at(c: Container) -> datetime:
-    if c.state != "created" and c.finished_at is not None:
-        return max(c.finished_at, c.created)
-    return c.created
-
-
-def _removal(c: Container, rules: ContainerRules, now: datetime, volumes: list[str],
-             keep_volumes: bool) -> Action:
+def _removal(c: Container, rules: ContainerRules, now: datetime, since: datetime | None,
+             skip: str | None = None) -> Action:
     details: dict[str, object] = {"state": c.state, "image": c.image_id}
-    if keep_volumes:
-        details["keep_volumes"] = True
-    elif volumes:
-        details["volumes"] = volumes
     key = _pod_container(c)
     if key:
         details["pod"] = c.labels.get(POD_NAME, key[0])
         details["container"] = key[1]
     return Action(kind="container", name=c.name, id=c.id, verb=Verb.DELETE, rule="containers",
-                  why=_why(c, rules, now, key is not None),
+                  why=_why(c, rules, now, since, key is not None),
                   namespace=c.labels.get(POD_NAMESPACE), bytes=c.size,
-                  details=MappingProxyType(details))
+                  details=MappingProxyType(details), skip=skip)
 
 
-def _why(c: Container, rules: ContainerRules, now: datetime, kubelet: bool) -> str:
+def _why(c: Container, rules: ContainerRules, now: datetime, since: datetime | None,
+         kubelet: bool) -> str:
     threshold = f"olderThan {format_duration(rules.olderThan)}"
-    if c.state == "created":
-        text = f"created {format_age(now - c.created)} ago, never started ({threshold})"
-    elif c.finished_at is None:
-        text = f"{c.state}, finish time not needed ({threshold})"
+    if since is None:
+        text = f"{c.state} ({threshold})"
+    elif rules.olderThan <= timedelta(0):
+        text = f"{c.state}, any age qualifies ({threshold})"
+    elif c.first_seen is not None and since == c.first_seen:
+        text = f"{c.state}, first seen {format_age(now - since)} ago ({threshold})"
+    elif c.state == "created":
+        text = f"created {format_age(now - since)} ago, never started ({threshold})"
     else:
-        text = f"{c.state} {format_age(now - _stopped_at(c))} ago ({threshold})"
+        text = f"{c.state} {format_age(now - since)} ago ({threshold})"
     if kubelet:
         text += f"; not among the newest {rules.keepPerPodContainer} kept for its pod container"
     return text

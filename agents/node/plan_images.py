@@ -9,16 +9,17 @@ Never planned, whatever the snapshot:
 - with ``protectSandboxImages``: ``registry.k8s.io/pause*``, ``k8s.gcr.io/pause*``
   and the image of every pod sandbox container in the snapshot.
 
-"Last used" is the newest of: the creation of any container in the snapshot
-that uses the image (including containers removed in this same run), the
-image's LastTagTime (set when it was built or tagged here; pulled images may
-not have one) and its Created time.  Docker keeps no record of containers that
-are already gone, so an image whose last container was removed in an earlier
-run falls back to its tag or creation time.  Both age rules and the
-disk-pressure LRU order use this one notion.  A pulled image may carry no
-LastTagTime; then an image built long ago and pulled a moment ago looks old
-until a container uses it, so keep ``unused.olderThan`` well above the time
-between a pull and its container's start, and ``protect`` what must stay.
+"Last used" (``ages.image_last_used``) is the newest of: first seen on this
+node (the node's own record), last seen in use by a container (the record),
+the creation of any container in the snapshot that uses the image (including
+containers removed in this same run) and, for a tagged image, its
+LastTagTime.  Never its build time: an image built months ago and pulled a
+minute ago was last used a minute ago.  Both age rules and the disk-pressure
+LRU order use this one notion.  An image whose first sighting is unknown is
+kept and reported (``skip``), unless the rule's ``olderThan`` is 0s.  Disk
+pressure never evicts an image first seen less than ``diskPressure.minAge``
+ago (the kubelet's ``imageMinimumGCAge``), so an image being pulled or just
+pulled stays.
 
 Bytes are an estimate: an image's ``Size`` minus its parent's ``Size`` when it
 is built on a parent (the layers only it adds), else its whole ``Size``, which
@@ -30,33 +31,74 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 from agents.actions import Action, Verb
+from agents.node.ages import image_last_used
 from agents.node.inventory import Container, Disk, Image, Snapshot
 from agents.node.protection import SANDBOX_IMAGE_GLOBS, first_match, is_sandbox, keep_labelled
 from agents.policy import ImageRules
 from agents.units import format_age, format_bytes, format_duration
 
+_UNKNOWN = datetime.min.replace(tzinfo=UTC)
+"""Where an image of unknown last use sorts: it is only ever planned when any age qualifies."""
+
 
 def plan_images(snap: Snapshot, rules: ImageRules, remaining: Sequence[Container],
                 now: datetime, freed_elsewhere: int = 0) -> list[Action]:
-    """Removal actions; every child of a planned image is planned before it."""
-    last_used = last_use(snap)
+    """Removal actions; every child of a planned image is planned before it.
+
+    Images kept for an unknown age come last, as ``skip`` actions, and keep
+    their ancestors too.
+    """
+    last_used = image_last_used(snap)
     pinned = set(pinned_images(snap, rules, remaining))
-    eligible = {i.id: why for i in snap.images if i.id not in pinned
-                for why in [_age_rule(i, rules, now - last_used[i.id])] if why}
+    decisions = {i.id: decision for i in snap.images if i.id not in pinned
+                 for decision in [_age_rule(i, rules, now, last_used[i.id])] if decision}
+    eligible = {k: v for k, v in decisions.items() if v[2] is None}
     staying = {i.id for i in snap.images} - set(eligible)
     planned = set(eligible) - _ancestors(snap, staying)
-    actions = [_removal(snap, snap.image(i), *eligible[i])
+    actions = [_removal(snap, snap.image(i), *eligible[i][:2])
                for i in _leaves_first(snap, planned, last_used)]
-    if _under_pressure(snap.disk, rules):
+    unknown = [_removal(snap, snap.image(i), rule, why, skip=skip)
+               for i, (rule, why, skip) in sorted(decisions.items()) if skip]
+    if rules.diskPressure.enabled:
         freed = freed_elsewhere + sum(a.bytes or 0 for a in actions)
-        actions += _evictions(snap, rules, last_used, pinned, planned, freed, now)
-    elif rules.diskPressure.enabled and snap.disk is not None and not snap.disk.visible:
-        actions.append(_disk_not_visible(snap.disk))
-    return actions
+        actions += _pressure(snap, rules, last_used, pinned, planned, freed, now)
+    return actions + unknown
+
+
+def _pressure(snap: Snapshot, rules: ImageRules, last_used: Mapping[str, datetime | None],
+              pinned: set[str], planned: set[str], freed: int, now: datetime) -> list[Action]:
+    """The disk line of the run, then the evictions if the disk is above ``highPercent``."""
+    disk = snap.disk
+    if disk is None:
+        return []
+    if not disk.visible:
+        return [_disk_not_visible(disk)]
+    if disk.percent <= rules.diskPressure.highPercent:
+        why = (f"disk {describe(disk)}, at most highPercent "
+               f"{rules.diskPressure.highPercent:g}%: no eviction")
+        return [_disk_line(disk, why)]
+    evictions = _evictions(snap, rules, last_used, pinned, planned, freed, now)
+    why = (f"disk {describe(disk)} > highPercent {rules.diskPressure.highPercent:g}%: "
+           f"{len(evictions)} images evicted to reach {rules.diskPressure.lowPercent:g}%")
+    return [_disk_line(disk, why), *evictions]
+
+
+def describe(disk: Disk) -> str:
+    """``77% full (308.0Mi of 400.0Mi used or reserved, 92.0Mi available)``."""
+    return (f"{disk.percent:.0f}% full ({format_bytes(disk.used)} of "
+            f"{format_bytes(disk.capacity)} used or reserved, "
+            f"{format_bytes(disk.available)} available)")
+
+
+def _disk_line(disk: Disk, why: str) -> Action:
+    details = {"path": disk.host_path, "capacity": disk.capacity, "available": disk.available,
+               "percent": round(disk.percent, 1)}
+    return Action(kind="disk", name=disk.host_path, verb=Verb.REPORT, rule="images.diskPressure",
+                  why=why, details=MappingProxyType(details))
 
 
 def _disk_not_visible(disk: Disk) -> Action:
@@ -82,16 +124,6 @@ def pinned_images(snap: Snapshot, rules: ImageRules,
     return pinned
 
 
-def last_use(snap: Snapshot) -> dict[str, datetime]:
-    """Per image id, the newest of container creation, LastTagTime (tagged images) and Created."""
-    used = {i.id: max(i.created, i.tagged_at) if i.tags and i.tagged_at else i.created
-            for i in snap.images}
-    for c in snap.containers:
-        if c.image_id in used and c.created > used[c.image_id]:
-            used[c.image_id] = c.created
-    return used
-
-
 def estimated_bytes(snap: Snapshot, image: Image) -> int:
     parent = snap.image(image.parent_id) if image.parent_id else None
     if parent is not None and parent.size <= image.size:
@@ -112,14 +144,25 @@ def _protected(image: Image, rules: ImageRules) -> str | None:
     return None
 
 
-def _age_rule(image: Image, rules: ImageRules, unused_for: timedelta) -> tuple[str, str] | None:
+def _age_rule(image: Image, rules: ImageRules, now: datetime, last_used: datetime | None
+              ) -> tuple[str, str, str | None] | None:
+    """(rule, why, skip) when the image's age rule applies or its age is unknown, else None."""
     rule = rules.unused if image.tags else rules.dangling
-    if not rule.enabled or unused_for < rule.olderThan:
-        return None
+    name = "images.unused" if image.tags else "images.dangling"
+    state = "unused" if image.tags else "untagged"
     threshold = f"olderThan {format_duration(rule.olderThan)}"
+    if not rule.enabled:
+        return None
+    if rule.olderThan <= timedelta(0):
+        return name, f"{state}, any age qualifies ({threshold})", None
+    if last_used is None:
+        return name, f"{state} ({threshold})", "age unknown: no first-seen record; kept"
+    unused_for = now - last_used
+    if unused_for < rule.olderThan:
+        return None
     if image.tags:
-        return "images.unused", f"unused for {format_age(unused_for)} ({threshold})"
-    return "images.dangling", f"untagged, last used {format_age(unused_for)} ago ({threshold})"
+        return name, f"unused for {format_age(unused_for)} ({threshold})", None
+    return name, f"untagged, last used {format_age(unused_for)} ago ({threshold})", None
 
 
 def _children(images: Iterable[Image]) -> Mapping[str, list[str]]:
@@ -131,7 +174,7 @@ def _children(images: Iterable[Image]) -> Mapping[str, list[str]]:
 
 
 def _leaves_first(snap: Snapshot, planned: set[str],
-                  last_used: Mapping[str, datetime]) -> list[str]:
+                  last_used: Mapping[str, datetime | None]) -> list[str]:
     """Children before parents (as the executor will remove them), then least recently used."""
     children = _children(snap.images)
     height: dict[str, int] = {}
@@ -142,7 +185,7 @@ def _leaves_first(snap: Snapshot, planned: set[str],
                                     if c in planned), default=0)
         return height[image_id]
 
-    return sorted(planned, key=lambda i: (height_of(i), last_used[i], i))
+    return sorted(planned, key=lambda i: (height_of(i), last_used[i] or _UNKNOWN, i))
 
 
 def _ancestors(snap: Snapshot, ids: set[str]) -> set[str]:
@@ -158,31 +201,34 @@ def _ancestors(snap: Snapshot, ids: set[str]) -> set[str]:
     return found
 
 
-def _removal(snap: Snapshot, image: Image, rule: str, why: str) -> Action:
+def _removal(snap: Snapshot, image: Image, rule: str, why: str,
+             skip: str | None = None) -> Action:
     details = {"tags": list(image.tags), "digests": list(image.digests),
                "parent": image.parent_id or None}
     name = image.tags[0] if image.tags else image.id.removeprefix("sha256:")[:12]
     return Action(kind="image", name=name, id=image.id, verb=Verb.DELETE, rule=rule, why=why,
-                  bytes=estimated_bytes(snap, image), details=MappingProxyType(details))
+                  bytes=estimated_bytes(snap, image), details=MappingProxyType(details),
+                  skip=skip)
 
 
-def _under_pressure(disk: Disk | None, rules: ImageRules) -> bool:
-    pressure = rules.diskPressure
-    return bool(pressure.enabled and disk is not None and disk.visible
-                and disk.percent > pressure.highPercent)
-
-
-def _evictions(snap: Snapshot, rules: ImageRules, last_used: Mapping[str, datetime],
+def _evictions(snap: Snapshot, rules: ImageRules, last_used: Mapping[str, datetime | None],
                pinned: set[str], planned: set[str], freed: int, now: datetime) -> list[Action]:
-    """Least recently used first, leaves before parents, until usage would reach lowPercent."""
+    """Least recently used first, leaves before parents, until usage would reach lowPercent.
+
+    Only images first seen at least ``minAge`` ago and with a known last use
+    are candidates.
+    """
     disk, pressure = snap.disk, rules.diskPressure
-    assert disk is not None and disk.total is not None
-    needed = (disk.used or 0) - int(disk.total * pressure.lowPercent / 100) - freed
+    assert disk is not None and disk.capacity is not None
+    needed = disk.used - int(disk.capacity * pressure.lowPercent / 100) - freed
     children = _children(snap.images)
     gone = set(planned)
 
     def evictable(image_id: str) -> bool:
-        return (image_id not in pinned and image_id not in gone and snap.image(image_id) is not None
+        image = snap.image(image_id)
+        return (image is not None and image_id not in pinned and image_id not in gone
+                and last_used.get(image_id) is not None and image.first_seen is not None
+                and now - image.first_seen >= pressure.minAge
                 and all(c in gone for c in children.get(image_id, ())))
 
     heap = [(last_used[i.id], i.id) for i in snap.images if evictable(i.id)]
@@ -191,7 +237,7 @@ def _evictions(snap: Snapshot, rules: ImageRules, last_used: Mapping[str, dateti
     while heap and needed > 0:
         used_at, image_id = heapq.heappop(heap)
         image = snap.image(image_id)
-        assert image is not None
+        assert image is not None and used_at is not None
         why = (f"disk {disk.percent:.0f}% full > {pressure.highPercent:g}%: least recently used "
                f"(last used {format_age(now - used_at)} ago), {format_bytes(needed)} "
                f"still to free to reach {pressure.lowPercent:g}%")

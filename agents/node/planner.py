@@ -11,25 +11,26 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from agents.actions import Action
+from agents.node.ages import image_last_used
 from agents.node.inventory import Snapshot
-from agents.node.plan_containers import plan_containers, removed_volumes
+from agents.node.plan_containers import plan_containers
 from agents.node.plan_images import plan_images
 from agents.node.plan_volumes import plan_volumes
-from agents.node.protection import protected
 from agents.policy import NodePolicy
 
 
 def plan_cleanup(snap: Snapshot, policy: NodePolicy, now: datetime) -> list[Action]:
-    """Containers, then images (children first), then volumes."""
-    kept_volumes = frozenset(v.name for v in snap.volumes
-                             if protected(policy.volumes.protect, v.name, v.labels))
-    containers = plan_containers(snap, policy.containers, now, kept_volumes)
-    removed = {a.id for a in containers}
+    """Containers, then images (children first), then volumes.
+
+    ``snap`` carries the node record's first-seen times (``state.annotate``);
+    without them every age is unknown and nothing is removed for age.
+    """
+    containers = plan_containers(snap, policy.containers, now)
+    removed = {a.id for a in containers if a.mutates}
     remaining = [c for c in snap.containers if c.id not in removed]
-    freed = sum(a.bytes or 0 for a in containers)
+    freed = sum(a.bytes or 0 for a in containers if a.mutates)
     images = plan_images(snap, policy.images, remaining, now, freed_elsewhere=freed)
-    volumes = plan_volumes(snap, policy.volumes, remaining, now,
-                           frozenset(removed_volumes(containers)))
+    volumes = plan_volumes(snap, policy.volumes, remaining, now)
     return containers + images + volumes
 
 
@@ -39,24 +40,25 @@ def details_needed(snap: Snapshot, policy: NodePolicy,
 
     Each costs an inspect call, so on a node with thousands of stopped
     containers only these are fetched.  A finish time cannot matter when the
-    container was created too recently (it finished later still) or when
-    ``olderThan`` is 0s; a tag time cannot matter for an untagged image, nor
-    for a tagged one created too recently, unless disk pressure orders images
-    by last use.
+    container was created or first seen too recently (it is young whatever
+    its finish) or when ``olderThan`` is 0s; a tag time can only make an image
+    younger, so it matters only for a tagged image old enough without it, or
+    when disk pressure orders images by last use.
     """
     rules = policy.containers
     containers = {c.id for c in snap.containers
                   if rules.enabled and c.state in ("exited", "dead")
-                  and _could_be_old(now - c.created, rules.olderThan)}
+                  and _could_be_old(now, rules.olderThan, c.created, c.first_seen)}
     pressure = policy.images.diskPressure
     lru = bool(pressure.enabled and snap.disk and snap.disk.visible
                and snap.disk.percent > pressure.highPercent)
     unused = policy.images.unused
-    images = {i.id for i in snap.images if i.tags and (
-        lru or (unused.enabled and _could_be_old(now - i.created, unused.olderThan)))}
+    last_used = image_last_used(snap, tag_times=False)
+    images = {i.id for i in snap.images if i.tags and last_used[i.id] is not None and (
+        lru or (unused.enabled and _could_be_old(now, unused.olderThan, last_used[i.id])))}
     return containers, images
 
 
-def _could_be_old(age: timedelta, threshold: timedelta) -> bool:
+def _could_be_old(now: datetime, threshold: timedelta, *floors: datetime | None) -> bool:
     """False when the fetched time cannot flip the answer (see ``details_needed``)."""
-    return threshold > timedelta(0) and age >= threshold
+    return threshold > timedelta(0) and all(f is None or now - f >= threshold for f in floors)

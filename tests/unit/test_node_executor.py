@@ -8,16 +8,18 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 from agents.actions import Action, Verb
-from agents.node import inventory
-from agents.node.docker_port import DockerError
-from agents.node.executor import Execution, execute, extra_references, repository, waves
+from agents.node import inventory, state
+from agents.node.docker_port import Conflict, DockerError, Gone, Timeout
+from agents.node.executor import Execution, execute, waves
 from agents.node.host_paths import HostPaths
-from agents.node.memory_port import MemoryDocker
+from agents.node.mutations import extra_references, repository
 from agents.node.planner import details_needed, plan_cleanup
+from agents.node.state import NodeState
 from agents.policy import NodePolicy
 from agents.policy_loader import parse_policy
 from agents.report import Reporter
 from tests import report_lines
+from tests.fake_docker import MemoryDocker
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=30)
@@ -63,9 +65,14 @@ def run(docker: MemoryDocker, actions: list[Action], dry_run: bool = False, cap:
     return _without_intents(out.getvalue()), aborted
 
 
+def installed(snap: inventory.Snapshot, at: datetime = OLD) -> inventory.Snapshot:
+    """The snapshot as a node that has run kubekeeper since ``at`` sees it."""
+    return state.annotate(snap, state.observe(NodeState(since=at, found=False), snap, at))
+
+
 def plan(docker: MemoryDocker) -> list[Action]:
     policy = node_policy()
-    snap = inventory.take(docker, HostPaths("/"))
+    snap = installed(inventory.take(docker, HostPaths("/")))
     snap = inventory.with_details(docker, snap, *details_needed(snap, policy, NOW))
     return plan_cleanup(snap, policy, NOW)
 
@@ -120,8 +127,11 @@ def test_conflict_is_skipped_gone_is_done_and_a_failure_does_not_stop_the_rest()
     lines, _ = run(docker, actions)
     by_id = {line["id"]: line for line in lines[:-1]}
     assert by_id["sha256:web"]["result"] == "skipped"
-    assert "being used" in by_id["sha256:web"]["error"]
+    assert "in use by container late" in by_id["sha256:web"]["error"]
+    assert docker.images_by_id["sha256:web"]["RepoTags"] == ["web:1", "mirror/web:1"]
     assert by_id["sha256:base"]["result"] == "skipped"  # its child web is still there
+    assert "an image built on it stayed" in by_id["sha256:base"]["error"]
+    assert ("remove_image", "sha256:base") not in docker.calls
     assert by_id["e" * 64]["result"] == "done" and by_id["e" * 64]["note"] == "already gone"
     assert by_id["old-web"]["result"] == "failed" and by_id["old-web"]["error"] == "disk I/O error"
     assert by_id["sha256:app"]["result"] == "done"
@@ -150,6 +160,16 @@ def test_stop_skips_what_has_not_started():
     assert lines[-1]["errors"] == 0
 
 
+def test_volumes_go_only_by_the_volume_rules_even_when_their_container_goes():
+    docker = MemoryDocker()
+    young = "7" * 64
+    docker.add_volume(young, created=NOW)
+    docker.add_container("holder", created=OLD, finished=OLD, volumes=[young])
+    lines, _ = run(docker, plan(docker))
+    assert docker.containers_by_id == {} and set(docker.volumes_by_name) == {young}
+    assert [(line["kind"], line["id"]) for line in lines[:-1]] == [("container", "holder")]
+
+
 def test_a_protected_anonymous_volume_survives_the_removal_of_its_container():
     docker = MemoryDocker()
     kept, loose = "9" * 64, "8" * 64
@@ -162,6 +182,83 @@ def test_a_protected_anonymous_volume_survives_the_removal_of_its_container():
     # Removed without -v; the unprotected volume then went by the volume rule.
     assert [(line["kind"], line["id"]) for line in lines[:-1]] == \
         [("container", "holder"), ("volume", loose)]
+
+
+def image_removal(docker: MemoryDocker) -> list[Action]:
+    docker.add_image("sha256:x", tags=["app:1", "app:2", "mirror/app:1"], created=OLD)
+    return [a for a in plan(docker) if a.id == "sha256:x"]
+
+
+def test_a_conflict_after_untagging_puts_every_tag_back():
+    docker = MemoryDocker()
+    actions = image_removal(docker)
+    docker.failures[("remove_image", "sha256:x")] = Conflict("a container started meanwhile")
+    lines, _ = run(docker, actions)
+    [line] = lines[:-1]
+    assert sorted(docker.images_by_id["sha256:x"]["RepoTags"]) == [
+        "app:1", "app:2", "mirror/app:1"]
+    assert line["result"] == "skipped" and "started meanwhile" in line["error"]
+    assert sorted(line["tags_restored"]) == ["app:2", "mirror/app:1"]
+    assert line["tags_lost"] == []
+
+
+def test_a_404_on_untag_is_not_taken_for_the_image_being_gone():
+    docker = MemoryDocker()
+    actions = image_removal(docker)
+    docker.failures[("untag_image", "app:2")] = Gone("No such image: app:2")
+    docker.failures[("remove_image", "sha256:x")] = Conflict("in use")
+    lines, _ = run(docker, actions)
+    [line] = lines[:-1]
+    assert line["result"] == "skipped", "the image is still there"
+    assert "sha256:x" in docker.images_by_id
+
+
+def test_a_404_on_removal_is_done_only_once_an_inspect_confirms_it():
+    docker = MemoryDocker()
+    actions = image_removal(docker)
+    docker.failures[("remove_image", "sha256:x")] = Gone("No such image")
+    lines, _ = run(docker, actions)
+    [line] = lines[:-1]
+    assert line["result"] == "failed" and "still there" in line["error"]
+
+
+def test_a_removal_that_timed_out_is_checked_before_it_is_reported():
+    docker = MemoryDocker()
+    docker.add_container("c1", created=OLD, finished=OLD)
+    docker.add_container("c2", created=OLD, finished=OLD)
+    actions = [a for a in plan(docker) if a.kind == "container"]
+    docker.failures[("remove_container", "c1")] = Timeout("no answer in time")
+    real_remove = docker.remove_container
+
+    def removed_late(cid: str) -> None:  # Docker carried it out after the client gave up
+        if cid == "c2":
+            del docker.containers_by_id[cid]
+            raise Timeout("no answer in time")
+        real_remove(cid)
+    docker.remove_container = removed_late
+    lines, _ = run(docker, actions)
+    by_id = {line["id"]: line for line in lines[:-1]}
+    assert by_id["c1"]["result"] == "failed" and "still there" in by_id["c1"]["error"]
+    assert by_id["c2"]["result"] == "done" and "checked: gone" in by_id["c2"]["note"]
+
+
+def test_every_change_has_its_intent_line_written_before_it():
+    docker = engine()
+    actions = plan(docker)
+    out = io.StringIO()
+    written_before: list[int] = []
+    real = docker.remove_container
+
+    def remove(cid: str) -> None:
+        written_before.append(out.getvalue().count('"action.intent"'))
+        real(cid)
+    docker.remove_container = remove
+    reporter = Reporter("node", "cleanup", False, stream=out)
+    execute(actions, Execution(docker, reporter, HostPaths("/"), "/var/lib/docker", 1),
+            False, 100)
+    lines = report_lines.parse(out.getvalue())
+    assert written_before == [1, 2], "each removal came after its own intent line"
+    assert len(report_lines.intents(lines)) == len(report_lines.outcomes(lines))
 
 
 def action(kind: str, ident: str, parent: str | None = None) -> Action:

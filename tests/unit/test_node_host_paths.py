@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from agents.node.executor import truncate_log
 from agents.node.host_paths import HostPaths
+from agents.node.mutations import truncate_log
 
 
 @pytest.fixture

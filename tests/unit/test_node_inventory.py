@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from agents.node import inventory
 from agents.node.host_paths import HostPaths
 from agents.node.inventory import docker_time, tree_size
-from agents.node.memory_port import MemoryDocker
+from tests.fake_docker import MemoryDocker
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -13,6 +13,8 @@ from agents.policy import ContainerRules, Protect
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 RULES = ContainerRules(olderThan=HOUR)
+INSTALLED = NOW - timedelta(days=365)
+"""When the node's record first saw every container, unless a test says otherwise."""
 
 
 def container(cid: str, state: str = "exited", age: timedelta = 2 * HOUR,
@@ -22,7 +24,7 @@ def container(cid: str, state: str = "exited", age: timedelta = 2 * HOUR,
         finished = NOW - age + timedelta(minutes=1)
     return Container(id=cid, name=cid, state=state, created=NOW - age, image_id="sha256:i",
                      labels=MappingProxyType({k.replace("__", "."): v for k, v in labels.items()}),
-                     finished_at=finished)
+                     finished_at=finished, first_seen=INSTALLED)
 
 
 def kubelet(cid: str, pod: str, name: str, age: timedelta, state: str = "exited") -> Container:
@@ -36,7 +38,7 @@ def kubelet(cid: str, pod: str, name: str, age: timedelta, state: str = "exited"
 def planned(*containers: Container, rules: ContainerRules = RULES,
             volumes: tuple[Volume, ...] = ()) -> list[str]:
     snap = Snapshot("/var/lib/docker", containers=containers, volumes=volumes)
-    return [a.id for a in plan_containers(snap, rules, NOW)]
+    return [a.id for a in plan_containers(snap, rules, NOW) if a.mutates]
 
 
 def test_only_stopped_containers_past_the_age_are_planned():
@@ -102,25 +104,34 @@ def test_reasons_carry_the_rule_and_the_facts():
     assert "newest 1 kept" in actions["k"].why
 
 
-def test_anonymous_volumes_go_with_their_container_unless_another_keeps_them():
+def test_containers_are_removed_without_their_volumes():
     anon = "a" * 64
-    shared = "b" * 64
-    volumes = (Volume(anon, NOW), Volume(shared, NOW), Volume("named", NOW))
-    gone = replace(container("gone"), volumes=(anon, shared, "named"))
-    stays = replace(container("stays", "running"), volumes=(shared,))
-    snap = Snapshot("/d", containers=(gone, stays), volumes=volumes)
+    gone = replace(container("gone"), volumes=(anon,))
+    snap = Snapshot("/d", containers=(gone,), volumes=(Volume(anon, NOW),))
     [action] = plan_containers(snap, RULES, NOW)
-    assert action.details["volumes"] == [anon]
+    assert "volumes" not in action.details, "the volume rules judge the volumes on their own"
 
 
-def test_a_protected_anonymous_volume_keeps_its_container_from_taking_it_along():
-    kept, other = "a" * 64, "b" * 64
-    volumes = (Volume(kept, NOW), Volume(other, NOW))
-    gone = replace(container("gone"), volumes=(kept, other))
-    snap = Snapshot("/d", containers=(gone,), volumes=volumes)
-    [action] = plan_containers(snap, RULES, NOW, protected_volumes=frozenset({kept}))
-    assert action.details["keep_volumes"] is True
-    assert "volumes" not in action.details
+def test_age_counts_from_first_seen_when_the_container_is_new_to_the_node():
+    stopped_long_ago = replace(container("c", age=30 * HOUR), first_seen=NOW - HOUR / 2)
+    assert planned(stopped_long_ago) == []
+    assert planned(replace(stopped_long_ago, first_seen=NOW - 2 * HOUR)) == ["c"]
+
+
+def test_an_unknown_time_keeps_the_container_and_says_why():
+    no_finish = replace(container("no-finish"), finished_at=None)
+    no_created = replace(container("no-created", "created"), created=None)
+    unseen = replace(container("unseen"), first_seen=None)
+    snap = Snapshot("/d", containers=(no_finish, no_created, unseen))
+    actions = {a.id: a for a in plan_containers(snap, RULES, NOW)}
+    assert not any(a.mutates for a in actions.values())
+    assert "no FinishedAt" in actions["no-finish"].skip
+    assert "no Created" in actions["no-created"].skip
+    assert "first-seen time unknown" in actions["unseen"].skip
+    # 0s means any age, an unknown one too.
+    zero = replace(RULES, olderThan=timedelta(0))
+    assert planned(no_finish, no_created, unseen, rules=zero) == [
+        "no-created", "no-finish", "unseen"]
 
 
 def test_disabled_rule_plans_nothing():

@@ -6,8 +6,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
+from agents.node.ages import image_last_used
 from agents.node.inventory import Container, Disk, Image, Snapshot
-from agents.node.plan_images import estimated_bytes, last_use, plan_images
+from agents.node.plan_images import estimated_bytes, plan_images
 from agents.policy import AgeRule, DiskPressure, ImageRules
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -20,8 +21,9 @@ RULES = ImageRules(dangling=AgeRule(olderThan=timedelta(hours=1)),
 
 def image(iid: str, *tags: str, parent: str = "", age: timedelta = 30 * DAY,
           size: int = 10 * MI, **labels: str) -> Image:
-    return Image(id=iid, created=NOW - age, size=size, parent_id=parent, tags=tags,
-                 labels=MappingProxyType({k.replace("__", "."): v for k, v in labels.items()}))
+    return Image(id=iid, created=NOW - 400 * DAY, size=size, parent_id=parent, tags=tags,
+                 labels=MappingProxyType({k.replace("__", "."): v for k, v in labels.items()}),
+                 first_seen=NOW - age)
 
 
 def user(cid: str, image_id: str, state: str = "running", age: timedelta = DAY,
@@ -35,7 +37,7 @@ def planned(images: list[Image], containers: list[Container] = (), rules: ImageR
     snap = Snapshot("/var/lib/docker", containers=tuple(containers), images=tuple(images),
                     disk=disk)
     kept = list(containers) if remaining is None else remaining
-    return [a.id for a in plan_images(snap, rules, kept, NOW)]
+    return [a.id for a in plan_images(snap, rules, kept, NOW) if a.mutates]
 
 
 def test_dangling_and_unused_images_past_their_age_are_planned():
@@ -57,7 +59,7 @@ def test_last_use_is_the_newest_container_creation_else_tag_or_creation_time():
     retagged = replace(image("tagged", "b:1"), tagged_at=NOW - DAY)
     containers = [user("c", "ran", "exited", age=2 * DAY)]
     snap = Snapshot("/d", containers=tuple(containers), images=(recently_run, retagged))
-    used = last_use(snap)
+    used = image_last_used(snap)
     assert used["ran"] == NOW - 2 * DAY
     assert used["tagged"] == NOW - DAY
     # Used two days ago by a container removed in this run: not "unused for 7d".
@@ -121,11 +123,11 @@ def test_disk_pressure_evicts_least_recently_used_until_below_low_mark():
               image("newest", "c:1", age=1 * DAY, size=15),
               image("in-use", "d:1", age=99 * DAY, size=15)]
     # 90 of 100 used; down to 80 needs 10 bytes: the single oldest unused image.
-    disk = Disk("/var/lib/docker", "/var/lib/docker", total=100, used=90)
+    disk = Disk("/var/lib/docker", "/var/lib/docker", capacity=100, available=10)
     in_use = [user("c", "in-use")]
     assert planned(images, in_use, rules=pressure_rules(), disk=disk) == ["older"]
     # 100 of 100 used needs 20: two images, least recently used first.
-    full = Disk("/var/lib/docker", "/var/lib/docker", total=100, used=100)
+    full = Disk("/var/lib/docker", "/var/lib/docker", capacity=100, available=0)
     assert planned(images, in_use, rules=pressure_rules(), disk=full) == ["older", "old"]
 
 
@@ -133,14 +135,48 @@ def test_disk_pressure_respects_parent_chains_and_the_high_mark():
     images = [image("parent", "p:1", age=50 * DAY, size=10),
               image("child", "c:1", parent="parent", age=2 * DAY, size=40),
               image("loner", "l:1", age=10 * DAY, size=10)]
-    full = Disk("/var/lib/docker", "/var/lib/docker", total=100, used=100)
+    full = Disk("/var/lib/docker", "/var/lib/docker", capacity=100, available=0)
     # The parent is least recently used but can only go after its child.
     assert planned(images, rules=pressure_rules(high=50, low=40), disk=full) == \
         ["loner", "child", "parent"]
-    below = Disk("/var/lib/docker", "/var/lib/docker", total=100, used=85)
+    below = Disk("/var/lib/docker", "/var/lib/docker", capacity=100, available=15)
     assert planned(images, rules=pressure_rules(), disk=below) == []
     invisible = Disk("/var/lib/docker", "/host/var/lib/docker")
     snap = Snapshot("/var/lib/docker", images=tuple(images), disk=invisible)
-    [said] = plan_images(snap, pressure_rules(), [], NOW)
+    [said] = [a for a in plan_images(snap, pressure_rules(), [], NOW) if a.kind == "disk"]
     assert (said.kind, str(said.verb), said.rule) == ("disk", "report", "images.diskPressure")
     assert "not visible at /host/var/lib/docker" in said.why
+
+
+def test_a_freshly_pulled_image_is_young_whatever_its_build_date():
+    pulled = replace(image("pulled", "app:1"), created=NOW - 300 * DAY, first_seen=NOW - DAY)
+    assert planned([pulled]) == []
+    assert planned([replace(pulled, first_seen=NOW - 8 * DAY)]) == ["pulled"]
+
+
+def test_last_seen_in_use_keeps_an_image_young_after_its_container_is_gone():
+    image_ = replace(image("i", "app:1", age=30 * DAY), last_seen_in_use=NOW - DAY)
+    assert planned([image_]) == []
+
+
+def test_an_image_never_seen_before_is_kept_and_reported():
+    snap = Snapshot("/d", images=(replace(image("i", "app:1"), first_seen=None),))
+    [action] = plan_images(snap, RULES, [], NOW)
+    assert not action.mutates and "age unknown" in action.skip
+
+
+def test_disk_pressure_never_evicts_an_image_first_seen_under_min_age():
+    just_pulled = image("just-pulled", "a:1", age=timedelta(seconds=30), size=50)
+    older = image("older", "b:1", age=timedelta(minutes=5), size=50)
+    full = Disk("/var/lib/docker", "/var/lib/docker", capacity=100, available=0)
+    assert planned([just_pulled, older], rules=pressure_rules(), disk=full) == ["older"]
+
+
+def test_disk_usage_counts_reserved_blocks_as_the_kubelet_does():
+    # 400 MB, 92 MB available to writers, 20 MB of it reserved for root (not available).
+    disk = Disk("/d", "/d", capacity=400, available=92)
+    assert disk.used == 308 and round(disk.percent) == 77
+    snap = Snapshot("/d", disk=disk)
+    [line] = plan_images(snap, pressure_rules(high=85), [], NOW)
+    assert line.kind == "disk" and "77% full (308B of 400B used or reserved, 92B " \
+        "available)" in line.why

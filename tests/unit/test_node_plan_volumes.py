@@ -17,7 +17,8 @@ DEFAULTS = VolumeRules()
 
 def volume(name: str, age: timedelta = 2 * DAY, **labels: str) -> Volume:
     return Volume(name, NOW - age,
-                  MappingProxyType({k.replace("__", "."): v for k, v in labels.items()}))
+                  MappingProxyType({k.replace("__", "."): v for k, v in labels.items()}),
+                  first_seen=NOW - timedelta(days=365))
 
 
 def mounting(*names: str) -> Container:
@@ -25,9 +26,9 @@ def mounting(*names: str) -> Container:
 
 
 def planned(volumes: list[Volume], remaining: list[Container] = (),
-            rules: VolumeRules = DEFAULTS, removed: frozenset[str] = frozenset()) -> list[str]:
+            rules: VolumeRules = DEFAULTS) -> list[str]:
     snap = Snapshot("/var/lib/docker", volumes=tuple(volumes))
-    return [a.name for a in plan_volumes(snap, rules, remaining, NOW, removed)]
+    return [a.name for a in plan_volumes(snap, rules, remaining, NOW) if a.mutates]
 
 
 def test_only_anonymous_dangling_volumes_past_the_age_by_default():
@@ -49,8 +50,13 @@ def test_named_volumes_need_include_named_and_protection_wins():
     assert planned(volumes, rules=rules) == ["data"]
 
 
-def test_volumes_removed_with_their_container_are_not_planned_twice():
-    assert planned([volume(ANON)], removed=frozenset({ANON})) == []
+def test_age_counts_from_first_seen_and_an_unknown_creation_keeps_the_volume():
+    new_here = Volume(ANON, NOW - 30 * DAY, first_seen=NOW - DAY / 2)
+    assert planned([new_here]) == []
+    unknown = Volume(ANON, None, first_seen=NOW - 30 * DAY)
+    snap = Snapshot("/d", volumes=(unknown,))
+    [action] = plan_volumes(snap, DEFAULTS, [], NOW)
+    assert not action.mutates and "no CreatedAt" in action.skip
 
 
 def test_reason_names_the_facts():

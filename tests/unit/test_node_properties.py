@@ -1,15 +1,21 @@
 """Properties of the cleanup plan on generated nodes (hypothesis).
 
 Whatever the snapshot and the rules: nothing running, protected or in use is
-ever planned; an image is planned only with all its children; fetching only the
-details ``details_needed`` asks for gives the same plan as fetching all; and on
-the in-memory engine a dry run changes nothing while a real run removes exactly
-what the dry run listed.
+ever planned; nothing is planned for age before its age is known and past the
+threshold, counted from when the node first saw it; a volume goes only when the
+volume rules say so, even when its container goes; an image is planned only
+with all its children; fetching only the details ``details_needed`` asks for
+gives the same plan as fetching all; over a generated history of runs with the
+node's record, no image is removed before ``olderThan`` has passed since it
+first appeared; and on the in-memory engine a dry run changes nothing while a
+real run removes exactly what the dry run listed.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -18,13 +24,13 @@ from types import MappingProxyType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.node import inventory
+from agents.node import inventory, state
 from agents.node.executor import Execution, execute
 from agents.node.host_paths import HostPaths
 from agents.node.inventory import Container, Disk, Image, Snapshot, Volume
-from agents.node.memory_port import MemoryDocker
 from agents.node.plan_containers import LIVE
 from agents.node.planner import details_needed, plan_cleanup
+from agents.node.state import NodeState, StateFile
 from agents.policy import (
     AgeRule,
     ContainerRules,
@@ -36,10 +42,14 @@ from agents.policy import (
 )
 from agents.report import Reporter
 from tests import report_lines
+from tests.fake_docker import MemoryDocker
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 AGES = st.sampled_from([timedelta(0), timedelta(minutes=30), timedelta(hours=2),
                         timedelta(days=3), timedelta(days=30)])
+SEEN = st.one_of(st.none(), AGES.map(lambda age: NOW - age))
+"""A first-seen time: None (no record) now and then."""
+CREATED = st.one_of(AGES.map(lambda age: NOW - age), st.none())
 THRESHOLDS = st.sampled_from([timedelta(0), timedelta(hours=1), timedelta(days=7)])
 TAGS = ["app:1", "app:2", "web:1", "team/base:1", "registry.k8s.io/pause:3.9",
         "k8s.gcr.io/pause:3.1", "keep/me:1", "other/web:1"]
@@ -58,9 +68,10 @@ def images(draw) -> list[Image]:
         tags = tuple(t for t in tags if all(t not in i.tags for i in made))
         labels = KEEP if draw(st.integers(0, 6)) == 0 else {}
         tagged = NOW - draw(AGES) if draw(st.booleans()) else None
-        made.append(Image(id=f"sha256:{n:02d}", created=NOW - draw(AGES),
+        made.append(Image(id=f"sha256:{n:02d}", created=draw(CREATED),
                           size=draw(st.integers(0, 500)), parent_id=parent, tags=tags,
-                          labels=MappingProxyType(labels), tagged_at=tagged))
+                          labels=MappingProxyType(labels), tagged_at=tagged,
+                          first_seen=draw(SEEN)))
     return made
 
 
@@ -77,9 +88,10 @@ def containers(draw, image_ids: list[str], volume_names: list[str]) -> list[Cont
         labels.update(draw(st.sampled_from([{}, {}, KEEP, {"tier": "db"}])))
         age = draw(AGES)
         finished = NOW - min(age, draw(AGES)) if draw(st.booleans()) else None
+        created = NOW - age if draw(st.integers(0, 5)) else None
         made.append(Container(
             id=f"c{n}", name=draw(st.sampled_from([f"c{n}", f"backup-{n}"])),
-            state=draw(st.sampled_from(STATES)), created=NOW - age,
+            state=draw(st.sampled_from(STATES)), created=created, first_seen=draw(SEEN),
             image_id=draw(st.sampled_from([*image_ids, "sha256:gone"])),
             labels=MappingProxyType(labels),
             volumes=tuple(draw(st.lists(st.sampled_from(volume_names or ["none"]), max_size=2,
@@ -91,8 +103,8 @@ def containers(draw, image_ids: list[str], volume_names: list[str]) -> list[Cont
 @st.composite
 def snapshots(draw) -> Snapshot:
     imgs = draw(images())
-    vols = [Volume(name, NOW - draw(AGES), MappingProxyType(draw(st.sampled_from([{}, KEEP]))),
-                   size=draw(st.integers(0, 100)))
+    vols = [Volume(name, draw(CREATED), MappingProxyType(draw(st.sampled_from([{}, KEEP]))),
+                   size=draw(st.integers(0, 100)), first_seen=draw(SEEN))
             for name in draw(st.lists(st.sampled_from(VOLUME_NAMES), unique=True))]
     conts = draw(containers([i.id for i in imgs], [v.name for v in vols]))
     disk = draw(st.sampled_from([None, Disk("/d", "/d"), Disk("/d", "/d", 1000, 500),
@@ -111,12 +123,19 @@ def policies(draw) -> NodePolicy:
                                                     highPercent=85, lowPercent=10),
                           protect=("team/*", "keep/*"),
                           protectSandboxImages=draw(st.booleans())),
-        volumes=VolumeRules(olderThan=draw(THRESHOLDS), includeNamed=draw(st.booleans()),
-                            protect=PROTECT))
+        volumes=VolumeRules(enabled=draw(st.integers(0, 4)) > 0, olderThan=draw(THRESHOLDS),
+                            includeNamed=draw(st.booleans()), protect=PROTECT))
 
 
 def _kind(actions, kind):
-    return {a.id for a in actions if a.kind == kind}
+    """Ids of the objects the plan changes (decisions to keep are not changes)."""
+    return {a.id for a in actions if a.kind == kind and a.mutates}
+
+
+def _old_enough(threshold: timedelta, *times: datetime | None) -> bool:
+    """Every time known and at least ``threshold`` ago; any time does for 0s."""
+    return threshold == timedelta(0) or all(t is not None and NOW - t >= threshold
+                                            for t in times)
 
 
 @settings(max_examples=300, deadline=None)
@@ -134,9 +153,8 @@ def test_nothing_protected_or_in_use_is_ever_planned(snap, policy):
             assert c.labels.get("tier") != "db" and not c.name.startswith("backup-")
             assert not (c.labels.get("io.kubernetes.docker.type") == "podsandbox"
                         and c.labels["io.kubernetes.pod.uid"] in live_pods)
-            ran = c.state != "created" and c.finished_at is not None
-            stopped = max(c.created, c.finished_at) if ran else c.created
-            assert NOW - stopped >= policy.containers.olderThan
+            stopped = c.created if c.state == "created" else c.finished_at
+            assert _old_enough(policy.containers.olderThan, stopped, c.first_seen)
     planned_images = _kind(actions, "image")
     used = {c.image_id for c in remaining}
     sandbox_images = {c.image_id for c in snap.containers
@@ -149,6 +167,12 @@ def test_nothing_protected_or_in_use_is_ever_planned(snap, policy):
             if policy.images.protectSandboxImages:
                 assert image.id not in sandbox_images
                 assert not any("pause" in t and "k8s" in t for t in image.tags)
+            [action] = [a for a in actions if a.id == image.id]
+            if action.rule == "images.diskPressure":
+                assert _old_enough(policy.images.diskPressure.minAge, image.first_seen)
+            else:
+                rule = policy.images.unused if image.tags else policy.images.dangling
+                assert _old_enough(rule.olderThan, image.first_seen)
         elif image.parent_id:
             assert image.parent_id not in planned_images, "a kept child's parent was planned"
     mounted = {v for c in remaining for v in c.volumes}
@@ -158,6 +182,8 @@ def test_nothing_protected_or_in_use_is_ever_planned(snap, policy):
             assert volume.anonymous or policy.volumes.includeNamed
             assert volume.labels.get("kubekeeper.keep") != "true"
             assert not volume.name.startswith("pg-")
+            assert policy.volumes.enabled, "a volume went although the volume rules are off"
+            assert _old_enough(policy.volumes.olderThan, volume.created, volume.first_seen)
     assert len({(a.kind, a.id) for a in actions}) == len(actions), "an object planned twice"
 
 
@@ -189,8 +215,18 @@ def _engine(snap: Snapshot) -> MemoryDocker:
     return docker
 
 
-def _execute(docker: MemoryDocker, policy: NodePolicy, dry_run: bool) -> list[dict]:
-    snap = inventory.take(docker, HostPaths("/nonexistent-host-root"))
+def _record(snap: Snapshot) -> NodeState:
+    """The node's record as the generated snapshot describes it."""
+    def seen(objects, key):
+        return MappingProxyType({key(o): o.first_seen for o in objects if o.first_seen})
+    return NodeState(since=NOW - timedelta(days=365), images=seen(snap.images, lambda i: i.id),
+                     containers=seen(snap.containers, lambda c: c.id),
+                     volumes=seen(snap.volumes, lambda v: v.name))
+
+
+def _execute(docker: MemoryDocker, record: NodeState, policy: NodePolicy,
+             dry_run: bool) -> list[dict]:
+    snap = state.annotate(inventory.take(docker, HostPaths("/nonexistent-host-root")), record)
     snap = inventory.with_details(docker, snap, *details_needed(snap, policy, NOW))
     out = io.StringIO()
     reporter = Reporter("node", "cleanup", dry_run, stream=out)
@@ -206,18 +242,19 @@ def test_dry_run_changes_nothing_and_the_real_run_removes_exactly_its_plan(snap,
     docker = _engine(snap)
     before = {k: set(getattr(docker, k)) for k in
               ("containers_by_id", "images_by_id", "volumes_by_name")}
-    dry = _execute(docker, policy, dry_run=True)
+    record = _record(snap)
+    dry = _execute(docker, record, policy, dry_run=True)
     assert docker.calls == []
     assert before == {k: set(getattr(docker, k)) for k in before}
-    real = _execute(docker, policy, dry_run=False)
-    assert sorted((x["kind"], x["id"]) for x in real) == sorted((x["kind"], x["id"]) for x in dry)
-    assert {x["result"] for x in real} <= {"done"}
+    real = _execute(docker, record, policy, dry_run=False)
+    expected = {"planned": "done", "skipped": "skipped", "done": "done"}
+    assert sorted((x["kind"], x["id"], x["result"]) for x in real) == sorted(
+        (x["kind"], x["id"], expected[x["result"]]) for x in dry)
     removed = {("container", c) for c in before["containers_by_id"] - set(docker.containers_by_id)}
     removed |= {("image", i) for i in before["images_by_id"] - set(docker.images_by_id)}
     removed |= {("volume", v) for v in before["volumes_by_name"] - set(docker.volumes_by_name)}
-    taken_along = {("volume", v) for x in dry for v in x.get("volumes") or ()}
-    deletions = {(x["kind"], x["id"]) for x in dry if x["action"] == "delete"}
-    assert removed == deletions | taken_along
+    deletions = {(x["kind"], x["id"]) for x in dry if x["result"] == "planned"}
+    assert removed == deletions, "every removal is one planned, counted deletion"
     for volume in snap.volumes:
         if volume.labels.get("kubekeeper.keep") == "true" or volume.name.startswith("pg-"):
             assert volume.name in docker.volumes_by_name, "a protected volume was removed"
@@ -226,3 +263,47 @@ def test_dry_run_changes_nothing_and_the_real_run_removes_exactly_its_plan(snap,
 def _without_intents(text: str) -> list[dict]:
     lines = report_lines.parse(text)
     return report_lines.outcomes(lines) + report_lines.summaries(lines)
+
+
+STEPS = st.sampled_from([timedelta(minutes=1), timedelta(hours=1), timedelta(days=1),
+                         timedelta(days=3)])
+EVENTS = st.lists(st.tuples(STEPS, st.integers(0, 2), st.booleans(), st.booleans(),
+                            st.integers(0, 9)), min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(EVENTS, policies())
+def test_over_a_history_of_runs_no_image_goes_before_olderThan_since_it_appeared(events, policy):
+    """Each event: time passes, images arrive (built long ago), a container may start from
+    one, the disk may be full, the record may be lost; then a run plans and removes."""
+    appeared: dict[str, datetime] = {}
+    world: dict[str, Image] = {}
+    users: list[Container] = []
+    with tempfile.TemporaryDirectory() as directory:
+        store = StateFile(directory)
+        moment = NOW
+        for n, (step, arrivals, starts, full, lose) in enumerate(events):
+            moment += step
+            for k in range(arrivals):
+                iid = f"sha256:{n:02d}{k}"
+                world[iid] = Image(iid, NOW - timedelta(days=400), 100,
+                                   tags=(f"app:{n}-{k}",) if k else ())
+                appeared[iid] = moment
+            if starts and world:
+                users.append(Container(f"c{n}", f"c{n}", "exited", moment, sorted(world)[0]))
+            if lose == 0 and os.path.exists(store.path):
+                os.remove(store.path)
+            disk = Disk("/d", "/d", 1000, 0) if full else None
+            snap = Snapshot("/d", tuple(users), tuple(world.values()), (), disk)
+            record = state.observe(store.load(moment), snap, moment)
+            store.save(record)
+            actions = plan_cleanup(state.annotate(snap, record), policy, moment)
+            for action in (a for a in actions if a.kind == "image" and a.mutates):
+                image = world.pop(action.id)
+                threshold = (policy.images.diskPressure.minAge
+                             if action.rule == "images.diskPressure"
+                             else (policy.images.unused if image.tags
+                                   else policy.images.dangling).olderThan)
+                assert moment - appeared[action.id] >= threshold, action.reason
+            gone = {a.id for a in actions if a.kind == "container" and a.mutates}
+            users = [c for c in users if c.id not in gone]

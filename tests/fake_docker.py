@@ -4,7 +4,7 @@ It keeps objects in the Engine API's JSON shapes, so the inventory parses them
 as it parses the real thing, and it refuses removals the way Docker does: 404
 for a missing object, 409 for a running container, an image with children, an
 image any container uses, an image with several tags removed by id, and a
-mounted volume.  ``rm -v`` takes anonymous volumes along.  ``down`` makes
+mounted volume.  ``down`` makes
 every call fail as if the socket were gone; ``failures`` injects an exception
 for one (call, target); ``calls`` records every mutation in order.
 """
@@ -12,13 +12,12 @@ for one (call, target); ``calls`` records every mutation in order.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.node.docker_port import Conflict, DockerDown, Gone
-from agents.node.executor import repository
+from agents.node.docker_port import Conflict, DockerDown, Gone, split_tag
+from agents.node.mutations import repository
 
 _EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 _LIVE = ("running", "paused", "restarting")
@@ -40,33 +39,34 @@ class MemoryDocker:
     # -- building the state -------------------------------------------------------------
 
     def add_container(self, cid: str, name: str | None = None, state: str = "exited",
-                      image: str = "", created: datetime = _EPOCH,
+                      image: str = "", created: datetime | None = _EPOCH,
                       finished: datetime | None = None, labels: Mapping[str, str] | None = None,
                       volumes: Iterable[str] = (), size: int = 0, log_driver: str = "json-file",
                       log_opts: Mapping[str, str] | None = None) -> None:
         self.containers_by_id[cid] = {
             "Id": cid, "Names": [f"/{name or cid[:12]}"], "State": state, "ImageID": image,
-            "Created": int(created.timestamp()), "Labels": dict(labels or {}), "SizeRw": size,
+            "Created": _epoch(created), "Labels": dict(labels or {}), "SizeRw": size,
             "Mounts": [{"Type": "volume", "Name": v} for v in volumes],
             "_finished": _rfc3339(finished) if finished else "0001-01-01T00:00:00Z",
             "_log": {"Type": log_driver, "Config": dict(log_opts or {})},
         }
 
     def add_image(self, iid: str, parent: str = "", tags: Iterable[str] = (),
-                  digests: Iterable[str] = (), created: datetime = _EPOCH, size: int = 0,
+                  digests: Iterable[str] = (), created: datetime | None = _EPOCH, size: int = 0,
                   labels: Mapping[str, str] | None = None,
                   tagged_at: datetime | None = None) -> None:
         self.images_by_id[iid] = {
             "Id": iid, "ParentId": parent, "RepoTags": list(tags) or None,
-            "RepoDigests": list(digests) or None, "Created": int(created.timestamp()),
+            "RepoDigests": list(digests) or None, "Created": _epoch(created),
             "Size": size, "Labels": dict(labels or {}) or None,
             "_tagged": _rfc3339(tagged_at) if tagged_at else "0001-01-01T00:00:00Z",
         }
 
-    def add_volume(self, name: str, created: datetime = _EPOCH,
+    def add_volume(self, name: str, created: datetime | None = _EPOCH,
                    labels: Mapping[str, str] | None = None, driver: str = "local") -> None:
         self.volumes_by_name[name] = {
-            "Name": name, "CreatedAt": _rfc3339(created), "Labels": dict(labels or {}) or None,
+            "Name": name, "CreatedAt": _rfc3339(created) if created else "",
+            "Labels": dict(labels or {}) or None,
             "Driver": driver, "Mountpoint": f"{self.docker_root}/volumes/{name}/_data"}
 
     # -- the port -----------------------------------------------------------------------
@@ -103,19 +103,25 @@ class MemoryDocker:
         self._answer("volumes", "")
         return copy.deepcopy(list(self.volumes_by_name.values()))
 
-    def remove_container(self, container_id: str, with_volumes: bool = True) -> None:
+    def remove_container(self, container_id: str) -> None:
         c = self._get(self.containers_by_id, container_id, "remove_container", mutation=True)
         if c["State"] in _LIVE:
             raise Conflict(f"cannot remove a {c['State']} container {container_id}")
         del self.containers_by_id[container_id]
-        if not with_volumes:
-            return
-        still_mounted = self._mounted()
-        for mount in c["Mounts"]:
-            name = mount["Name"]
-            volume = self.volumes_by_name.get(name)
-            if volume and name not in still_mounted and _anonymous(volume):
-                del self.volumes_by_name[name]
+
+    def image_users(self, image_id: str) -> list[str]:
+        self._answer("image_users", image_id)
+        family = {image_id} | self._descendants(image_id)
+        return [c["Names"][0].lstrip("/") for c in self.containers_by_id.values()
+                if c["ImageID"] in family]
+
+    def inspect_volume(self, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self._get(self.volumes_by_name, name, "inspect_volume"))
+
+    def tag_image(self, image_id: str, reference: str) -> None:
+        image = self._get(self.images_by_id, image_id, "tag_image", mutation=True)
+        repo, tag = split_tag(reference)
+        image["RepoTags"] = sorted({*(image["RepoTags"] or []), f"{repo}:{tag}"})
 
     def untag_image(self, reference: str) -> None:
         self._answer("untag_image", reference, mutation=True)
@@ -157,6 +163,17 @@ class MemoryDocker:
                            f"{users[0]['State']} container {users[0]['Id']}")
         del self.images_by_id[image_id]
 
+    def _descendants(self, image_id: str) -> set[str]:
+        found: set[str] = set()
+        pending = [image_id]
+        while pending:
+            parent = pending.pop()
+            for i in self.images_by_id.values():
+                if i["ParentId"] == parent and i["Id"] not in found:
+                    found.add(i["Id"])
+                    pending.append(i["Id"])
+        return found
+
     def _mounted(self) -> set[str]:
         return {m["Name"] for c in self.containers_by_id.values() for m in c["Mounts"]}
 
@@ -177,11 +194,10 @@ class MemoryDocker:
             raise failure
 
 
-def _anonymous(volume: Mapping[str, Any]) -> bool:
-    labels = volume.get("Labels") or {}
-    return bool(re.fullmatch(r"[0-9a-f]{64}", volume["Name"])) or \
-        "com.docker.volume.anonymous" in labels
-
-
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _epoch(moment: datetime | None) -> int:
+    """Docker's ``Created``: seconds since 1970, 0 when it has none."""
+    return int(moment.timestamp()) if moment else 0
