@@ -7,15 +7,21 @@ import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import docker
 import pytest
 
 from agents.cli import main
+from agents.node.inventory import docker_time
+from agents.node.state import NodeState, StateFile
+from tests import report_lines
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,11 +61,16 @@ def write_policy(directory: Path, text: str, name: str = "policy.yaml") -> Path:
 
 
 def run_once(capsys: pytest.CaptureFixture[str], docker_host: str, policy: Path,
-             *args: str, command: str = "run") -> tuple[int, list[dict[str, Any]]]:
-    """``kubekeeper node run --once`` (or ``plan``) in-process; the report's JSON lines."""
+             *args: str, command: str = "run",
+             state_dir: Path | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """``kubekeeper node run --once`` (or ``plan``) in-process; the report's JSON lines.
+
+    The node's first-seen record lives beside the policy unless ``state_dir`` says where.
+    """
     capsys.readouterr()
     argv = ["node", command, "--policy", str(policy), "--docker-host", docker_host,
-            "--log-format", "json", "--node-name", "test-node", *args]
+            "--log-format", "json", "--node-name", "test-node",
+            "--state-dir", str(state_dir or policy.parent / "state"), *args]
     if command == "run":
         argv.append("--once")
     code = main(argv)
@@ -68,11 +79,33 @@ def run_once(capsys: pytest.CaptureFixture[str], docker_host: str, policy: Path,
 
 
 def actions(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [line for line in lines if line["event"] == "action"]
+    """The outcome lines, each with what its intent line carried."""
+    return report_lines.outcomes(lines)
 
 
-def summaries(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [line for line in lines if line["event"] == "run.summary"]
+summaries = report_lines.summaries
+
+
+def changes(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The outcome lines of actions that change something (not findings of verb report)."""
+    return [line for line in actions(lines) if line["action"] != "report"]
+
+
+def watched_since_built(state_dir: Path, client: docker.DockerClient) -> Path:
+    """Write the node record of an agent that has watched the engine since before any of
+    its objects existed: each first seen when it was created (images: built)."""
+    now = datetime.now(UTC)
+    api = client.api
+    images = {i["Id"]: datetime.fromtimestamp(i["Created"], UTC) for i in api.images(all=True)}
+    containers = {c["Id"]: datetime.fromtimestamp(c["Created"], UTC)
+                  for c in api.containers(all=True)}
+    volumes = {v["Name"]: docker_time(v["CreatedAt"]) or now
+               for v in api.volumes().get("Volumes") or []}
+    record = NodeState(since=now - timedelta(days=365), images=MappingProxyType(images),
+                       containers=MappingProxyType(containers),
+                       volumes=MappingProxyType(volumes))
+    StateFile(str(state_dir)).save(record)
+    return state_dir
 
 
 def state(client: docker.DockerClient) -> dict[str, set[str]]:
@@ -91,9 +124,12 @@ def removed(before: dict[str, set[str]], after: dict[str, set[str]]) -> set[tupl
 class AgentProcess:
     """``python -m agents node run`` as a subprocess, its stdout lines parsed as they come."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, *args: str, env: dict[str, str] | None = None,
+                 state_dir: Path | None = None):
+        self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="kk-state-"))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agents", "node", "run", "--log-format", "json", *args],
+            [sys.executable, "-m", "agents", "node", "run", "--log-format", "json",
+             "--state-dir", str(self.state_dir), *args],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **(env or {})})
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -120,6 +156,13 @@ class AgentProcess:
         except queue.Empty:
             raise AssertionError(f"no report line within {timeout}s; stderr:\n"
                                  + "".join(self.stderr[-30:])) from None
+
+    def next_outcome(self, timeout: float = 60) -> dict[str, Any]:
+        """The next ``action`` or ``run.summary`` line; intent lines are passed over."""
+        while True:
+            line = self.next_line(timeout)
+            if line["event"] != "action.intent":
+                return line
 
     def lines_until(self, predicate, timeout: float = 60) -> Iterator[dict[str, Any]]:
         """Yield lines up to and including the first that satisfies ``predicate``."""

@@ -20,14 +20,26 @@ from docker.types import Mount
 
 from agents.cli import main
 from agents.node import inventory
+from agents.node import state as node_state
 from agents.node.docker_port import EnginePort
 from agents.node.executor import Execution, execute
 from agents.node.host_paths import HostPaths
 from agents.node.planner import details_needed, plan_cleanup
+from agents.node.state import NodeState
 from agents.policy_loader import parse_policy
 from agents.report import Reporter
 from scripts.localenv import testimages as ti
-from tests.node_runs import actions, policy_text, removed, run_once, state, summaries, write_policy
+from tests.node_runs import (
+    actions,
+    changes,
+    policy_text,
+    removed,
+    run_once,
+    state,
+    summaries,
+    watched_since_built,
+    write_policy,
+)
 
 KUBE = "io.kubernetes"
 
@@ -131,21 +143,19 @@ def test_dry_run_changes_nothing_and_the_real_run_removes_exactly_that_plan(
                              write_policy(tmp_path, policy_text(dry_run=True)), "--job", "cleanup")
     assert dry_code == 0
     assert state(docker_client) == before
-    planned = {(line["kind"], line["id"]) for line in actions(dry)}
-    assert {line["result"] for line in actions(dry)} == {"planned"}
+    planned = {(line["kind"], line["id"]) for line in changes(dry)}
+    assert {line["result"] for line in changes(dry)} == {"planned"}
     assert all(line["dry_run"] for line in dry)
 
     code, real = run_once(capsys, clean_docker.base_url,
                           write_policy(tmp_path, policy_text(dry_run=False)), "--job", "cleanup")
     assert code == 0, real
-    assert {(line["kind"], line["id"]) for line in actions(real)} == planned
-    assert {line["result"] for line in actions(real)} == {"done"}
-    taken_along = {("volume", v) for line in actions(dry) for v in line.get("volumes") or ()}
+    assert {(line["kind"], line["id"]) for line in changes(real)} == planned
+    assert {line["result"] for line in changes(real)} == {"done"}
     gone = removed(before, state(docker_client))
-    assert gone == planned | taken_along
-    assert gone == expected_removals(ids)
+    assert gone == planned == expected_removals(ids)
     [summary] = summaries(real)
-    assert summary["actions"] == len(actions(real)) and summary["errors"] == 0
+    assert summary["actions"] == len(changes(real)) and summary["errors"] == 0
     assert summary["counts"]["container"] == {"done": 6}
 
 
@@ -164,11 +174,12 @@ def test_what_must_stay_stays_and_reasons_name_their_rule(
                 "protected-image", "pause", "sandbox-image"]:
         assert ids[key] in after["image"], key
     assert {"in-use-data", "old-data", "keep-cache", ids["kept-anon-volume"]} <= after["volume"]
-    by_id = {line["id"]: line for line in actions(lines)}
-    assert by_id[ids["chain3"]]["reason"].startswith("images.unused: unused for")
+    by_id = {line["id"]: line for line in changes(lines)}
+    assert by_id[ids["chain3"]]["reason"].startswith("images.unused: unused")
     assert by_id[ids["dangling"]]["reason"].startswith("images.dangling: untagged")
     assert by_id[ids["live-app-0"]]["namespace"] == "shop"
-    assert by_id[ids["exited"]]["volumes"] == [ids["exited-anon-volume"]]
+    assert "volumes" not in by_id[ids["exited"]], "containers go without -v"
+    assert by_id[ids["exited-anon-volume"]]["reason"].startswith("volumes: anonymous")
     assert by_id[ids["anon-volume"]]["reason"].startswith("volumes: anonymous")
     assert by_id[ids["chain3"]]["bytes"] > 0
 
@@ -180,7 +191,7 @@ def test_nothing_is_old_enough_with_an_hour_threshold(docker_client, clean_docke
     code, lines = run_once(capsys, clean_docker.base_url,
                            write_policy(tmp_path, policy_text(older_than="1h")), "--job",
                            "cleanup")
-    assert code == 0 and actions(lines) == []
+    assert code == 0 and changes(lines) == []
     assert state(docker_client) == before
 
 
@@ -192,6 +203,9 @@ def test_finish_times_are_read_and_aged_from_a_later_now(docker_client, clean_do
     port = EnginePort(clean_docker.base_url)
     try:
         snap = inventory.take(port, HostPaths("/"))
+        seen = datetime.now(UTC)
+        snap = node_state.annotate(snap, node_state.observe(
+            NodeState(seen, found=False), snap, seen))
         for now, expected in ((datetime.now(UTC), set()),
                               (datetime.now(UTC) + timedelta(hours=2), {old})):
             detailed = inventory.with_details(port, snap, *details_needed(snap, policy, now))
@@ -211,8 +225,8 @@ def test_the_deletion_cap_aborts_the_whole_run(docker_client, clean_docker, tmp_
     assert state(docker_client) == before
     [summary] = summaries(lines)
     assert "maxDeletionsPerRun=3" in summary["aborted"]
-    assert {line["result"] for line in actions(lines)} == {"skipped"}
-    assert summary["actions"] == len(actions(lines)) > 3
+    assert {line["result"] for line in changes(lines)} == {"skipped"}
+    assert summary["actions"] == len(actions(lines)) and len(changes(lines)) > 3
 
 
 def test_an_image_put_in_use_after_planning_is_skipped_not_forced(docker_client, clean_docker):
@@ -256,16 +270,19 @@ def test_disk_pressure_evicts_unused_images_least_recently_used_first(
     ti.idle_container(docker_client, "lru:second", name="user")
     text = policy_text().replace(
         "diskPressure: {enabled: false}",
-        "diskPressure: {enabled: true, highPercent: 0.001, lowPercent: 0}")
+        "diskPressure: {enabled: true, highPercent: 0.001, lowPercent: 0, minAge: 0s}")
     text = text.replace("unused: {olderThan: 0s}", "unused: {enabled: false}")
     code, lines = run_once(capsys, clean_docker.base_url, write_policy(tmp_path, text),
-                           "--job", "cleanup", command="plan")
+                           "--job", "cleanup", command="plan",
+                           state_dir=watched_since_built(tmp_path / "state", docker_client))
     assert code == 0
-    evicted = [line["id"] for line in actions(lines) if line["kind"] == "image"]
+    evicted = [line["id"] for line in changes(lines) if line["kind"] == "image"]
     assert evicted[:2] == [third.id, first.id]
     assert second.id not in evicted
     assert all(line["reason"].startswith("images.diskPressure: disk ")
-               for line in actions(lines) if line["kind"] == "image")
+               for line in changes(lines) if line["kind"] == "image")
+    [disk] = [line for line in actions(lines) if line["kind"] == "disk"]
+    assert disk["capacity"] > 0 and "% full (" in disk["reason"]
 
 
 def test_plan_prints_a_table_on_request_and_never_mutates(docker_client, clean_docker, tmp_path,

@@ -69,7 +69,7 @@ def test_sigterm_mid_run_finishes_the_item_writes_the_summary_and_exits_0(
     policy.write_text(policy_text(parallelism=1))
     agent = AgentProcess("--policy", str(policy), "--docker-host", clean_docker.base_url,
                          "--job", "cleanup")
-    first = agent.next_line()
+    first = agent.next_outcome()
     assert first["event"] == "action" and first["result"] == "done", first
     code = agent.stop()
     lines = [first, *agent.drain()]

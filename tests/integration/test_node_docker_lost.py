@@ -11,6 +11,7 @@ from pathlib import Path
 
 from scripts.localenv import dockerd
 from scripts.localenv import testimages as ti
+from tests import report_lines
 from tests.node_runs import AgentProcess, policy_text
 
 
@@ -25,18 +26,19 @@ def test_docker_stopped_mid_run_fails_the_rest_and_still_writes_the_summary(tmp_
         policy.write_text(policy_text(parallelism=1))
         agent = AgentProcess("--once", "--policy", str(policy), "--docker-host",
                              engine.base_url, "--job", "cleanup")
-        first = agent.next_line()
-        assert first["event"] == "action" and first["result"] == "done", first
+        lines = list(agent.lines_until(lambda x: x["event"] == "action"
+                                       and x["action"] == "delete" and x["result"] == "done"))
         dockerd.stop(state_dir)
         code = agent.wait(timeout=120)
     finally:
         dockerd.stop(state_dir)
-    lines = [first, *agent.drain()]
-    summary = lines[-1]
-    actions = lines[:-1]
+    lines += agent.drain()
+    [summary] = report_lines.summaries(lines)
+    actions = [x for x in report_lines.outcomes(lines) if x["action"] != "report"]
     assert code == 1, "".join(agent.stderr)
-    assert summary["event"] == "run.summary"
-    assert summary["actions"] == len(actions) == 301  # 300 containers and the base image
+    assert lines[-1] is summary
+    assert summary["actions"] == len(actions) + 1 == 302  # 300 containers, the image, the record
+    assert len(report_lines.intents(lines)) <= len(actions), "an intent left without outcome"
     failed = [line for line in actions if line["result"] == "failed"]
     # The item in flight may see another error; every later one fails fast as unreachable.
     unreachable = [line for line in failed if "Docker unreachable" in line["error"]]
