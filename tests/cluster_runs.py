@@ -18,6 +18,7 @@ from agents.cluster.api import KubeApi
 from agents.cluster.tasks import run_tasks
 from agents.policy import Policy
 from agents.policy_loader import parse_policy
+from tests import report_lines
 
 
 def policy_for(namespace: str, cluster_yaml: str = "", *, dry_run: bool = False,
@@ -42,8 +43,9 @@ class Run:
     """The report of one run: action lines by name, the summary, the port's counter."""
 
     def __init__(self, stream: io.StringIO, summary: dict[str, Any], api: KubeApi):
-        parsed = [json.loads(line) for line in stream.getvalue().splitlines()]
-        self.lines, self.summary, self.api = parsed[:-1], summary, api
+        parsed = report_lines.parse(stream.getvalue())
+        self.lines, self.summary, self.api = report_lines.outcomes(parsed), summary, api
+        self.intents = report_lines.intents(parsed)
         assert parsed[-1]["event"] == "run.summary"
 
     def line(self, kind: str, name: str, task: str | None = None) -> dict[str, Any]:

@@ -91,15 +91,21 @@ def changes(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [line for line in actions(lines) if line["action"] != "report"]
 
 
-def watched_since_built(state_dir: Path, client: docker.DockerClient) -> Path:
+def watched_since_built(state_dir: Path, client: docker.DockerClient,
+                        ago: timedelta | None = None) -> Path:
     """Write the node record of an agent that has watched the engine since before any of
-    its objects existed: each first seen when it was created (images: built)."""
+    its objects existed: each first seen when it was created (images: built), or, with
+    ``ago``, everything first seen that long ago."""
     now = datetime.now(UTC)
     api = client.api
-    images = {i["Id"]: datetime.fromtimestamp(i["Created"], UTC) for i in api.images(all=True)}
-    containers = {c["Id"]: datetime.fromtimestamp(c["Created"], UTC)
+
+    def seen(created: datetime | None) -> datetime:
+        return now - ago if ago is not None else created or now
+    images = {i["Id"]: seen(datetime.fromtimestamp(i["Created"], UTC))
+              for i in api.images(all=True)}
+    containers = {c["Id"]: seen(datetime.fromtimestamp(c["Created"], UTC))
                   for c in api.containers(all=True)}
-    volumes = {v["Name"]: docker_time(v["CreatedAt"]) or now
+    volumes = {v["Name"]: seen(docker_time(v["CreatedAt"]))
                for v in api.volumes().get("Volumes") or []}
     record = NodeState(since=now - timedelta(days=365), images=MappingProxyType(images),
                        containers=MappingProxyType(containers),

@@ -40,6 +40,9 @@ from agents.node.docker_port import (
 )
 from agents.node.host_paths import HostPaths
 
+CHECKS = 3
+"""Inspects made after a call that got no answer in time, each bounded by the call timeout."""
+
 
 def carry_out(action: Action, port: DockerPort, paths: HostPaths, docker_root: str) -> Outcome:
     """Make the action's change; raises only ``DockerDown`` (Docker stopped answering)."""
@@ -78,8 +81,10 @@ def _removed(action: Action, remove: Callable[[], None],
 
 def _checked(action: Action, inspect: Callable[[], Any], what: str,
              already_gone: bool) -> Outcome:
+    """Look again before reporting; a daemon that did not answer in time gets a few tries,
+    since a paused engine answers (and carries out the removal) when it resumes."""
     try:
-        inspect()
+        _inspect_patiently(inspect)
     except Gone:
         if already_gone:
             return Outcome(action, Result.DONE, bytes=0,
@@ -90,6 +95,16 @@ def _checked(action: Action, inspect: Callable[[], Any], what: str,
         return Outcome(action, Result.FAILED,
                        error=f"{what}; whether it was removed is unknown (checking failed: {exc})")
     return Outcome(action, Result.FAILED, error=f"{what}; checked: it is still there")
+
+
+def _inspect_patiently(inspect: Callable[[], Any]) -> None:
+    for attempt in range(CHECKS):
+        try:
+            inspect()
+            return
+        except Timeout:
+            if attempt == CHECKS - 1:
+                raise
 
 
 def _remove_image(action: Action, port: DockerPort) -> Outcome:

@@ -10,10 +10,12 @@ images with `build_image` in a loop; `many_containers` makes bulk containers fas
 from __future__ import annotations
 
 import io
+import json
 import shlex
 import subprocess
 import tarfile
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
@@ -127,6 +129,36 @@ def sibling_images(client: docker.DockerClient, repository: str, count: int) -> 
         layered_image(client, f"{repository}:{index}", f"{repository} own {index}", common)
         for index in range(count)
     ]
+
+
+def pulled_image(client: docker.DockerClient, tag: str, built: datetime) -> Image:
+    """What a pull leaves, without a registry: an image whose build time is ``built`` and
+    that has no LastTagTime.  The base image is saved, its config's ``created`` rewritten
+    (which gives a new image id) and the archive loaded under ``tag``."""
+    saved = b"".join(client.api.get_image(base_image(client).id))
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(saved)) as source, \
+            tarfile.open(fileobj=out, mode="w") as archive:
+        manifest = json.loads(_member(source, "manifest.json") or b"[]")
+        for member in source.getmembers():
+            data = _member(source, member.name) if member.isfile() else None
+            if member.name == manifest[0]["Config"]:
+                config = json.loads(data or b"{}")
+                config["created"] = built.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                data = json.dumps(config).encode()
+            elif member.name == "manifest.json":
+                data = json.dumps([{**manifest[0], "RepoTags": [tag]}]).encode()
+            if data is not None:
+                member.size = len(data)
+            archive.addfile(member, io.BytesIO(data) if data is not None else None)
+    for _ in client.api.load_image(out.getvalue()):
+        pass
+    return client.images.get(tag)
+
+
+def _member(archive: tarfile.TarFile, name: str) -> bytes | None:
+    handle = archive.extractfile(name)
+    return handle.read() if handle else None
 
 
 def retag(image: Image, tag: str) -> Image:

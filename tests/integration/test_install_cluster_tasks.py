@@ -19,7 +19,7 @@ from kubernetes.client import ApiClient, BatchV1Api
 
 from scripts.localenv import kube_jobs
 from scripts.localenv.controlplane import ControlPlane
-from tests import installation
+from tests import installation, report_lines
 from tests.installation import NODE_NAMESPACE, SYSTEM_NAMESPACE, TASKS
 
 SEEDS = """\
@@ -105,13 +105,14 @@ def _run_as(plane: ControlPlane, task: str, policy: str, tmp_path: Path) -> list
     (tmp_path / "policies.yaml").write_text(policy)
     run = installation.kubekeeper("cluster", "run", task, f"--kubeconfig={config}",
                                   f"--policy={tmp_path / 'policies.yaml'}", "--log-format=json")
-    lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert run.returncode == 0, run.stdout + run.stderr
-    summary = lines[-1]
-    assert summary["event"] == "run.summary"
+    lines = report_lines.parse(run.stdout)
+    [summary] = report_lines.summaries(lines)
+    assert lines[-1] is summary
     assert summary["errors"] == 0 and summary["error"] is None, summary
-    assert summary["actions"] == len(lines) - 1
-    return lines[:-1]
+    done = report_lines.outcomes(lines)
+    assert summary["actions"] == len(done)
+    return done
 
 
 def _get(plane: ControlPlane, namespace: str, *what: str) -> dict:
