@@ -39,6 +39,8 @@ def test_daemonset_runs_the_node_daemon_on_every_node(docs: list[dict]) -> None:
     _hardened(container)
     assert container["args"][:2] == ["node", "run"] and "--once" not in container["args"]
     assert "--host-root=/host" in container["args"]
+    assert "--state-dir=/var/lib/kubekeeper" in container["args"]
+    assert "--deadline=20m" in container["args"]
     assert spec["tolerations"] == [{"operator": "Exists"}]
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert spec["securityContext"]["runAsUser"] == 0
@@ -54,7 +56,9 @@ def test_daemonset_runs_the_node_daemon_on_every_node(docs: list[dict]) -> None:
     assert f"--health-port={ports[probe['port']]}" in container["args"]
 
 
-def test_daemonset_mounts_docker_and_logs_read_only_except_the_socket(docs: list[dict]) -> None:
+def test_daemonset_mounts_docker_read_only_and_keeps_its_record_on_the_node(
+    docs: list[dict],
+) -> None:
     spec = find(docs, "DaemonSet", "kubekeeper-node")["spec"]["template"]["spec"]
     host = {v["name"]: v["hostPath"] for v in spec["volumes"] if "hostPath" in v}
     mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
@@ -63,6 +67,7 @@ def test_daemonset_mounts_docker_and_logs_read_only_except_the_socket(docs: list
         "docker-root": ("/var/lib/docker", "/host/var/lib/docker", True),
         "var-log": ("/var/log", "/host/var/log", True),
         "docker-config": ("/etc/docker", "/host/etc/docker", True),
+        "state": ("/var/lib/kubekeeper", "/var/lib/kubekeeper", False),
     }
     assert set(host) == set(expected)
     for name, (host_path, mount_path, read_only) in expected.items():
