@@ -22,6 +22,7 @@ from agents import units
 RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 _LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_KIND = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
 _SCHEDULE_HINT = "write a cron string or {every: 30m}"
 
 
@@ -92,6 +93,17 @@ def labels(value: Any) -> Mapping[str, str]:
             raise ValueError(f"label {key}: {_show(item)} must be a string "
                              f"(quote it: \"{_show(item)}\")")
     return MappingProxyType(dict(value))
+
+
+def kinds(value: Any) -> tuple[str, ...]:
+    """Kubernetes kind names as ownerReferences spell them (``Workflow``, ``MPIJob``)."""
+    if not isinstance(value, list):
+        raise ValueError(f"{_show(value)} is not a list of kinds (write e.g. [Workflow])")
+    for item in value:
+        if not isinstance(item, str) or not _KIND.match(item):
+            raise ValueError(f"{_show(item)} is not a kind name (CamelCase, as in "
+                             "ownerReferences: Workflow, MPIJob)")
+    return tuple(value)
 
 
 def resources(value: Any) -> tuple[str, ...]:

@@ -190,6 +190,8 @@ class CompletedJobs:
                                    checks.render_duration)
     orphanPods: bool = setting(checks.boolean, False,
                                "Also delete ownerless Succeeded/Failed pods older than the TTL.")
+    ownerKinds: tuple[str, ...] = setting(
+        checks.kinds, [], "Owner kinds whose Jobs may also go (bare and CronJob Jobs always may).")
     maxSuccessfulHistory: int = setting(checks.count, 3,
                                         "Highest CronJob successfulJobsHistoryLimit allowed.")
     maxFailedHistory: int = setting(checks.count, 3,

@@ -81,6 +81,10 @@ class Interleaved(KubeApi):
         self._interleave(name)
         return super().delete(resource, namespace, name, preconditions, dry_run)
 
+    def create(self, resource, namespace, body, dry_run=False):
+        self._interleave(body["metadata"].get("name", ""))
+        return super().create(resource, namespace, body, dry_run)
+
     def _interleave(self, name: str) -> None:
         change = self._before.pop(name, None)
         if change:

@@ -5,7 +5,10 @@ client's ``ApiClient`` (no model objects: a page of 500 Jobs is parsed once
 with ``json.loads`` and reduced to compact records by the inventory), counts
 every HTTP request it sends, paces them with the ``cluster.apiQPS`` token
 bucket and retries 429, 5xx and lost connections with backoff that honours
-``Retry-After``. Any other failure becomes an ``ApiError`` naming the verb,
+``Retry-After``. A create is retried only when it is known not to have
+happened (429, or no connection made), or when it names its object: then a
+409 on the retry is read back, and an object that holds what was sent is the
+create done. Any other failure becomes an ``ApiError`` naming the verb,
 the resource and the namespace, which is what an admin needs to fix RBAC.
 """
 
@@ -40,11 +43,14 @@ class ApiError(Exception):
     """A request that failed for good; ``status`` 0 means no HTTP answer at all."""
 
     def __init__(self, status: int, message: str, verb: str, resource: Resource,
-                 namespace: str | None, reply: Mapping[str, Any] | None = None):
+                 namespace: str | None, reply: Mapping[str, Any] | None = None,
+                 retried: bool = False):
         self.status, self.message, self.verb = status, message, verb
         self.resource, self.namespace = resource, namespace
         self.reply = reply or {}
         """The API server's Status object, when it sent one."""
+        self.retried = retried
+        """True when this answer came to a retry: an earlier attempt may have happened."""
         where = f"in namespace {namespace}" if namespace else "cluster-wide"
         what = "forbidden: cannot" if status == 403 else f"{status or 'no answer'}: could not"
         super().__init__(f"{what} {verb} {resource.plural} {where}: {message}")
@@ -157,8 +163,23 @@ class KubeApi:
 
     def create(self, resource: Resource, namespace: str, body: dict,
                dry_run: bool = False) -> dict:
-        return self._send("POST", resource, namespace, resource.path(namespace),
-                          _dry(dry_run), body)
+        """Create once. A ``generateName`` create (an Event) is never retried after an
+        answer was lost, since each retry would make another object."""
+        name = (body.get("metadata") or {}).get("name")
+        try:
+            return self._send("POST", resource, namespace, resource.path(namespace),
+                              _dry(dry_run), body, replayable=bool(name))
+        except ApiError as err:
+            if err.status != 409 or not err.retried or not name:
+                raise
+            existing = self.get(resource, namespace, name)
+            if not holds(existing, {k: v for k, v in body.items() if k != "metadata"}
+                         | {"metadata": {"labels": body["metadata"].get("labels") or {}}}):
+                raise
+            logger.bind(kind=resource.kind, name=name, id="").info(
+                "create {}: an earlier attempt took effect; read back, it holds what was sent",
+                name)
+            return existing
 
     def patch(self, resource: Resource, namespace: str, name: str, body: dict,
               patch_type: str = "merge", dry_run: bool = False) -> dict:
@@ -179,7 +200,9 @@ class KubeApi:
 
     def _send(self, method: str, resource: Resource, namespace: str | None, path: str,
               query: list | None = None, body: Any = None, content_type: str | None = None,
-              verb: str | None = None) -> dict:
+              verb: str | None = None, replayable: bool = True) -> dict:
+        """One request with its retries. Without ``replayable`` a request whose answer
+        was lost (it may have happened) is not sent again."""
         verb = verb or _VERBS[method]
         headers = {"Accept": "application/json"}
         if content_type:
@@ -193,11 +216,14 @@ class KubeApi:
             except ApiException as exc:
                 status, answered, reply = exc.status, exc.headers, _status(exc)
                 message = reply.get("message") or str(exc.reason or exc.body or "").strip()
+                unsent = status == 429
             except urllib3.exceptions.HTTPError as exc:
                 status, message, answered, reply = 0, f"{type(exc).__name__}: {exc}", None, {}
+                unsent = _never_sent(exc)
             delay = retry_delay(status, answered, attempt)
-            if delay is None:
-                raise ApiError(status, message, verb, resource, namespace, reply)
+            if delay is None or not (replayable or unsent):
+                raise ApiError(status, message, verb, resource, namespace, reply,
+                               retried=attempt > 0)
             logger.bind(kind=resource.kind, name=path, id="").warning(
                 "{} {} answered {}; retry {} in {:.2f}s", verb, path, status or message,
                 attempt + 1, delay)
@@ -225,6 +251,24 @@ def call_json(client: ApiClient, method: str, path: str, query: list | None, hea
     finally:
         response.release_conn()
     return json.loads(data) if data else {}
+
+
+def holds(obj: Any, wanted: Any) -> bool:
+    """True when ``obj`` has every field of ``wanted`` with the same value (the server
+    may have added defaults of its own)."""
+    if isinstance(wanted, dict):
+        return isinstance(obj, dict) and all(holds(obj.get(k), v) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return (isinstance(obj, list) and len(obj) == len(wanted)
+                and all(holds(o, w) for o, w in zip(obj, wanted, strict=True)))
+    return obj == wanted
+
+
+def _never_sent(exc: urllib3.exceptions.HTTPError) -> bool:
+    """True when the connection was never made, so the request cannot have happened."""
+    reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError,
+                               urllib3.exceptions.ConnectTimeoutError))
 
 
 def _dry(dry_run: bool) -> list[tuple[str, str]]:

@@ -1,8 +1,9 @@
-"""Kubernetes Events on the objects kubekeeper changed: best effort, never fatal.
+"""Kubernetes Events on the objects kubekeeper acted on: best effort, never fatal.
 
 An admin running ``kubectl describe`` on a Deployment or reading the events
-of a namespace sees who lowered a limit or deleted a Job, and which policy
-rule made it happen, without access to kubekeeper's logs.
+of a namespace sees who lowered a limit or deleted a Job, which policy rule
+made it happen, and (as a ``Warning``) what kubekeeper failed to do or chose
+to keep, without access to kubekeeper's logs.
 """
 
 from __future__ import annotations
@@ -12,44 +13,69 @@ from datetime import UTC, datetime
 
 from loguru import logger
 
-from agents.actions import Action, Verb
+from agents.actions import Outcome, Result, Verb
 from agents.cluster.api import ApiError, ClusterPort
 from agents.cluster.resources import RESOURCES
 from agents.report import rfc3339
 
-REASONS = {Verb.PATCH: "KubekeeperPatched", Verb.DELETE: "KubekeeperDeleted"}
+DONE_REASONS = {Verb.PATCH: "KubekeeperPatched", Verb.DELETE: "KubekeeperDeleted"}
+_PAST = {Verb.PATCH: "patched", Verb.DELETE: "deleted"}
+_WARNINGS = {Result.FAILED: ("KubekeeperFailed", "could not"),
+             Result.SKIPPED: ("KubekeeperSkipped", "did not")}
 _MESSAGE_LIMIT = 1000
 
 
-def event_body(action: Action, now: datetime) -> dict:
-    """A core/v1 Event about the action's object; the message names the policy rule."""
+def about(outcome: Outcome) -> tuple[str, str, str] | None:
+    """(type, reason, message) of the Event an outcome deserves, or None.
+
+    Reports that were only reports, creates done, and deletes of what was already
+    gone (a ``note`` says so) deserve none.
+    """
+    action = outcome.action
+    what = RESOURCES[action.kind].api_kind
+    if outcome.result is Result.DONE and action.mutates and action.verb in DONE_REASONS:
+        if outcome.details.get("note"):
+            return None
+        return ("Normal", DONE_REASONS[action.verb],
+                f"kubekeeper {_PAST[action.verb]} this {what} under policy rule {action.reason}")
+    if outcome.result in _WARNINGS:
+        reason, verb = _WARNINGS[outcome.result]
+        return ("Warning", reason, f"kubekeeper {verb} {action.verb} this {what} "
+                f"(policy rule {action.reason}): {outcome.error}")
+    return None
+
+
+def event_body(outcome: Outcome, now: datetime) -> dict | None:
+    """A core/v1 Event about the outcome's object, or None when it deserves none."""
+    said = about(outcome)
+    if said is None:
+        return None
+    kind, reason, message = said
+    action, stamp = outcome.action, rfc3339(now)
     resource = RESOURCES[action.kind]
-    stamp = rfc3339(now)
-    verb = {Verb.PATCH: "patched", Verb.DELETE: "deleted"}[action.verb]
     return {
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"generateName": f"{action.name[:200]}.", "namespace": action.namespace},
         "involvedObject": {"apiVersion": resource.api_version, "kind": resource.api_kind,
                            "name": action.name, "namespace": action.namespace,
                            "uid": action.id},
-        "reason": REASONS[action.verb], "type": "Normal",
-        "message": f"kubekeeper {verb} this {resource.api_kind} under policy rule "
-                   f"{action.reason}"[:_MESSAGE_LIMIT],
+        "reason": reason, "type": kind, "message": message[:_MESSAGE_LIMIT],
         "source": {"component": "kubekeeper"}, "reportingComponent": "kubekeeper",
         "reportingInstance": os.environ.get("HOSTNAME", "kubekeeper"),
         "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
     }
 
 
-def record(port: ClusterPort, action: Action) -> bool:
-    """Post the Event for a patch or delete; a failure is logged and swallowed."""
-    if action.verb not in REASONS:
+def record(port: ClusterPort, outcome: Outcome) -> bool:
+    """Post the outcome's Event, if it deserves one; a failure is logged and swallowed."""
+    body = event_body(outcome, datetime.now(UTC))
+    if body is None:
         return False
+    action = outcome.action
     try:
-        port.create(RESOURCES["event"], action.namespace or "default",
-                    event_body(action, datetime.now(UTC)))
+        port.create(RESOURCES["event"], action.namespace or "default", body)
     except ApiError as exc:
         logger.bind(kind=action.kind, name=action.name, id=action.id).warning(
-            "event {} not recorded: {}", REASONS[action.verb], exc)
+            "event {} not recorded: {}", body["reason"], exc)
         return False
     return True

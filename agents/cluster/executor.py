@@ -5,8 +5,11 @@ paces them with the QPS limit. Every outcome is reported as soon as it is
 known, so a run killed half-way leaves the record of what it did.
 
 - Dry-run sends each mutation with ``dryRun=All``: the result is ``planned``
-  and the API server's verdict is in the line (``verdict``).
-- 404: the object is already gone, so the result is ``done``.
+  and the API server's verdict is in the line (``verdict``). No mutation is
+  ever ``done`` in a dry run.
+- 404 on a delete: the object is already gone, so the result is ``done``
+  (``skipped`` in a dry run). 404 on a create or patch (the namespace or the
+  object went away) is ``failed``: nothing was written.
 - 409: the object changed since it was listed (every mutation carries the
   listed ``resourceVersion``); it is re-read and planned again, and the new
   decision is carried out (at most ``MAX_REPLANS`` times).
@@ -14,13 +17,17 @@ known, so a run killed half-way leaves the record of what it did.
   only; the run goes on.
 - Write-ahead: in a real run every mutation's ``action.intent`` line (with the
   manifest the planner saw, for a delete) is flushed before the request is sent.
-- After a real patch or delete, an Event is recorded when ``cluster.events``.
+- With ``cluster.events``, a real run posts an Event on the object after its
+  outcome line: ``Normal`` for a patch or delete done, ``Warning`` for an
+  action that failed or that its planner kept. Run-wide refusals (the cap,
+  SIGTERM) post none: the summary says it once, not 10,000 times.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from loguru import logger
 
@@ -55,7 +62,7 @@ class ClusterExecutor:
         mutations = []
         for task, action in planned:
             if not action.mutates:
-                outcomes.append(self._report(task, refused(action, "")))
+                outcomes.append(self._finish(task, refused(action, "")))
             elif aborted:
                 outcomes.append(self._report(task, refused(action, aborted)))
             else:
@@ -98,7 +105,7 @@ class ClusterExecutor:
             logger.bind(kind=action.kind, name=action.name, id=action.id).exception(
                 "unexpected failure")
             outcome = Outcome(action, Result.FAILED, error=f"{type(exc).__name__}: {exc}")
-        return self._report(task, outcome, op)
+        return self._finish(task, outcome, op)
 
     def _attempt(self, task: str, action: Action) -> Outcome:
         replans = 0
@@ -126,7 +133,7 @@ class ClusterExecutor:
             return Outcome(action, Result.SKIPPED, error="changed since it was listed (409); "
                            "re-read and planned again: no longer applies")
         if not fresh.mutates:
-            return Outcome(fresh, Result.DONE, details={"replanned": True})
+            return replace(refused(fresh, ""), details={"replanned": True})
         return fresh
 
     def _send(self, action: Action) -> None:
@@ -146,16 +153,23 @@ class ClusterExecutor:
         details = {"replanned": True} if replanned else {}
         if self._dry_run:
             return Outcome(action, Result.PLANNED, details={**details, "verdict": _ACCEPTED})
-        if self._events:
-            events.record(self._port, action)
         return Outcome(action, Result.DONE, details=details)
 
     def _failed(self, action: Action, err: ApiError) -> Outcome:
-        if err.status == 404:
+        if err.status == 404 and action.verb is Verb.DELETE:
+            if self._dry_run:
+                return Outcome(action, Result.SKIPPED, error="already gone (404)")
             return Outcome(action, Result.DONE, details={"note": "already gone (404)"})
         logger.bind(kind=action.kind, name=action.name, id=action.id).warning("{}", err)
         details = {"verdict": f"rejected: {err}"} if self._dry_run else {}
         return Outcome(action, Result.FAILED, error=str(err), details=details)
+
+    def _finish(self, task: str, outcome: Outcome, op: int | None = None) -> Outcome:
+        """Report the outcome of one object's action, then tell the object (an Event)."""
+        self._report(task, outcome, op)
+        if self._events and not self._dry_run:
+            events.record(self._port, outcome)
+        return outcome
 
     def _report(self, task: str, outcome: Outcome, op: int | None = None) -> Outcome:
         self._reporter.action(outcome, task=task, op=op)

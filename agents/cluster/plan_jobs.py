@@ -7,6 +7,10 @@ Policy ``cluster.completedJobs``:
   go too. The finish time is ``status.completionTime``, else the time of the
   terminal condition.
 - Jobs that set ``ttlSecondsAfterFinished`` are left to Kubernetes.
+- Only bare Jobs and CronJob Jobs are cleaned by default. A Job another
+  controller owns (an Argo Workflow, a Kueue workload, an operator) belongs to
+  that controller, which may still read it: it is reported ``skipped`` with the
+  owner's kind, unless ``ownerKinds`` names that kind.
 - A CronJob's Jobs always keep the CronJob's own newest
   ``successfulJobsHistoryLimit`` Complete and ``failedJobsHistoryLimit`` Failed
   Jobs; ``kubekeeper/ignore`` on a CronJob covers the Jobs it owns.
@@ -75,13 +79,22 @@ def _kept_by_history(jobs: Iterable[Job], cronjobs: Mapping[str, CronJob]) -> se
 
 
 def _job_action(job: Job, rules: CompletedJobs, now: datetime) -> Action | None:
-    if job.state is None or job.ttl_set or job.finished_at is None or job.manifest is None:
+    if job.state is None or job.ttl_set:
         return None
     ttl, rule = _ttl(rules, job.state == "Complete")
+    if job.finished_at is None:
+        return act(job.meta, Verb.DELETE, rule, f"{job.state}",
+                   skip="kept: no completionTime or condition time, so its age is unknown")
     age = now - job.finished_at
     if age <= ttl:
         return None
     why = f"{job.state} {format_age(age)} ago > {format_duration(ttl)}"
+    foreign = next((o for o in job.meta.owners
+                    if o.kind != "CronJob" and o.kind not in rules.ownerKinds), None)
+    if foreign:
+        return act(job.meta, Verb.DELETE, rule, why,
+                   skip=f"kept: owned by {foreign.kind} {foreign.name}, which may still need "
+                        f"it (completedJobs.ownerKinds opts {foreign.kind} in)")
     return _removal(job.meta, rules, rule, why, job.manifest)
 
 
@@ -91,8 +104,10 @@ def _ttl(rules: CompletedJobs, succeeded: bool) -> tuple[timedelta, str]:
     return rules.failedTTL, "completedJobs.failedTTL"
 
 
-def _removal(meta: Meta, rules: CompletedJobs, rule: str, why: str, manifest: str) -> Action:
-    if rules.action == "delete":
+def _removal(meta: Meta, rules: CompletedJobs, rule: str, why: str,
+             manifest: str | None) -> Action:
+    """A deletion only with ``action: delete`` and the manifest for the report in hand."""
+    if rules.action == "delete" and manifest is not None:
         return deletion(meta, rule, why, manifest)
     return act(meta, Verb.REPORT, rule, why)
 
@@ -122,8 +137,12 @@ def _orphan_pods(pods: Iterable[Pod], policies: Mapping[str, ClusterPolicy],
     actions = []
     for pod in pods:
         rules = _rules(pod.meta, policies)
-        if (rules is None or not rules.orphanPods or pod.meta.owners or pod.manifest is None
-                or pod.finished_at is None):
+        if rules is None or not rules.orphanPods or pod.meta.owners or not pod.phase_finished:
+            continue
+        if pod.finished_at is None:
+            actions.append(act(pod.meta, Verb.DELETE, "completedJobs.orphanPods",
+                               f"ownerless pod {pod.phase}",
+                               skip="kept: no container or condition says when it stopped"))
             continue
         ttl, _ = _ttl(rules, pod.phase == "Succeeded")
         age = now - pod.finished_at

@@ -10,9 +10,12 @@ Policy ``cluster.revisionHistory``:
 - The ReplicaSets such a change frees are listed (verb ``report``, detail
   ``owner``): the ones the Deployment controller would delete, i.e. the
   oldest old revisions beyond the newest ``maxLimit``, with 0 replicas.
-- ``ownerlessReplicaSets`` (opt-in): ReplicaSets with no owner references,
-  0 replicas and older than ``olderThan`` are deleted. That deletion is
-  governed by ``enabled`` and ``dryRun``, not by ``action``.
+- ``ownerlessReplicaSets`` (opt-in): ReplicaSets with no owner references and
+  0 replicas that have been ownerless longer than ``olderThan`` are deleted
+  with ``action: patch``, reported with ``action: report``. The time they lost
+  their owner is their last metadata/spec write (``managedFields``), never
+  their creation: a months-old ReplicaSet orphaned a minute ago is a minute
+  old here. Without that history the age is unknown and the set is kept.
 """
 
 from __future__ import annotations
@@ -112,14 +115,26 @@ def _ownerless(sets: Iterable[ReplicaSet], policies: Mapping[str, ClusterPolicy]
     actions = []
     for rs in sets:
         history = _history(rs.meta, policies)
-        if history is None or rs.meta.owners:
+        if (history is None or not history.ownerlessReplicaSets.enabled or rs.meta.owners
+                or rs.replicas or rs.live_replicas):
             continue
-        rule = history.ownerlessReplicaSets
-        age = now - rs.meta.created if rs.meta.created else None
-        if (not rule.enabled or rs.replicas or rs.live_replicas or age is None
-                or age <= rule.olderThan or rs.manifest is None):
-            continue
-        actions.append(deletion(rs.meta, "revisionHistory.ownerlessReplicaSets",
-                                f"no owner, 0 replicas, created {format_age(age)} ago > "
-                                f"{format_duration(rule.olderThan)}", rs.manifest))
+        action = _ownerless_action(rs, history, now)
+        actions.extend([action] if action else [])
     return actions
+
+
+def _ownerless_action(rs: ReplicaSet, history: RevisionHistory, now: datetime
+                      ) -> Action | None:
+    rule, key = history.ownerlessReplicaSets, "revisionHistory.ownerlessReplicaSets"
+    if rs.changed is None:
+        return act(rs.meta, Verb.DELETE, key, "no owner, 0 replicas",
+                   skip="kept: the API server holds no managedFields time, so when it lost "
+                        "its owner is unknown")
+    age = now - rs.changed
+    if age <= rule.olderThan:
+        return None
+    why = (f"no owner, 0 replicas, unchanged since it lost its owner {format_age(age)} ago > "
+           f"{format_duration(rule.olderThan)}")
+    if history.action != "patch" or rs.manifest is None:
+        return act(rs.meta, Verb.REPORT, key, why)
+    return deletion(rs.meta, key, why, rs.manifest)

@@ -24,9 +24,11 @@ def rules_for(meta: Meta, policies: Mapping[str, ClusterPolicy]) -> ClusterPolic
     return policies.get(meta.namespace)
 
 
-def act(meta: Meta, verb: Verb, rule: str, why: str, **details: Any) -> Action:
+def act(meta: Meta, verb: Verb, rule: str, why: str, skip: str | None = None,
+        **details: Any) -> Action:
+    """An action on ``meta``; with ``skip`` the planner keeps the object and says why."""
     return Action(kind=meta.kind, name=meta.name, verb=verb, rule=rule, why=why, id=meta.uid,
-                  namespace=meta.namespace, details=MappingProxyType(details))
+                  namespace=meta.namespace, details=MappingProxyType(details), skip=skip)
 
 
 def deletion(meta: Meta, rule: str, why: str, manifest: str) -> Action:

@@ -2,9 +2,8 @@
 
 A list page is parsed as raw JSON and each item is reduced here at once, so a
 run over 10,000 Jobs keeps a few hundred bytes per Job instead of a model
-object. The full manifest is kept (as compact JSON text, without
-``managedFields`` and ``status``) only for objects a planner may delete, since
-it goes into the report line before the deletion.
+object. The manifest is kept (as compact JSON text) only for objects a planner
+may delete, since it goes into the report line before the deletion.
 """
 
 from __future__ import annotations
@@ -16,11 +15,15 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from agents.cluster.resources import RESOURCES
 from agents.policy import IGNORE_ANNOTATION
 
 _REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 _FINISHED_PHASES = ("Succeeded", "Failed")
 _DELETABLE = ("replicaset", "job", "pod")
+_SERVER_SET = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
+               "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds")
+_JOB_UID_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +79,19 @@ class Workload:
 
 @dataclass(frozen=True, slots=True)
 class ReplicaSet:
+    """``changed`` is the latest write to its metadata or spec (``managedFields``).
+
+    Losing the owner (``kubectl delete --cascade=orphan``) is such a write, so
+    ``changed`` is never earlier than the orphaning; None when the server kept
+    no field history.
+    """
+
     meta: Meta
     containers: tuple[Container, ...]
     replicas: int
     live_replicas: int
     revision: int | None
+    changed: datetime | None
     manifest: str | None
 
 
@@ -118,6 +129,10 @@ class Pod:
     finished_at: datetime | None
     manifest: str | None
 
+    @property
+    def phase_finished(self) -> bool:
+        return self.phase in _FINISHED_PHASES
+
 
 @dataclass(frozen=True, slots=True)
 class LimitRange:
@@ -129,11 +144,40 @@ def parse_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def manifest(raw: dict) -> str:
-    """The object as it could be re-applied: no status, no managedFields."""
-    meta = {k: v for k, v in raw.get("metadata", {}).items() if k != "managedFields"}
-    body = {k: v for k, v in raw.items() if k not in ("status", "metadata")}
-    return json.dumps({**body, "metadata": meta}, separators=(",", ":"))
+def manifest(kind: str, raw: dict) -> str:
+    """The object as ``kubectl apply`` recreates it, as compact JSON text.
+
+    List items come without ``apiVersion`` and ``kind``, so they are put back.
+    What only the server sets (uid, resourceVersion, timestamps, managedFields,
+    status) is left out, since a create carrying a resourceVersion is refused.
+    A Job's selector and its template's controller-uid labels name the deleted
+    Job's uid, so they go too and the API server generates them anew.
+    """
+    resource = RESOURCES[kind]
+    meta = {k: v for k, v in (raw.get("metadata") or {}).items() if k not in _SERVER_SET}
+    body = {k: v for k, v in raw.items() if k not in ("status", "metadata", "apiVersion", "kind")}
+    if kind == "job":
+        body["spec"] = _without_job_selector(body.get("spec") or {})
+    return json.dumps({"apiVersion": resource.api_version, "kind": resource.api_kind,
+                       "metadata": meta, **body}, separators=(",", ":"))
+
+
+def _without_job_selector(spec: dict) -> dict:
+    if spec.get("manualSelector"):
+        return spec
+    template = spec.get("template") or {}
+    template_meta = template.get("metadata") or {}
+    labels = {k: v for k, v in (template_meta.get("labels") or {}).items()
+              if k not in _JOB_UID_LABELS}
+    template = {**template, "metadata": {**template_meta, "labels": labels}}
+    return {**{k: v for k, v in spec.items() if k != "selector"}, "template": template}
+
+
+def last_change(metadata: dict) -> datetime | None:
+    """The latest ``managedFields`` time of a write to anything but the status."""
+    times = [parse_time(entry.get("time")) for entry in metadata.get("managedFields") or ()
+             if entry.get("subresource") != "status"]
+    return max((t for t in times if t), default=None)
 
 
 def meta_of(kind: str, raw: dict) -> Meta:
@@ -194,7 +238,8 @@ def replicaset(raw: dict, manifests: bool = True) -> ReplicaSet:
     deletable = manifests and not meta.owners and replicas == 0 and live == 0
     return ReplicaSet(meta, containers_of((spec.get("template") or {}).get("spec")), replicas,
                       live, _int(annotations.get(_REVISION_ANNOTATION)),
-                      manifest(raw) if deletable else None)
+                      last_change(raw.get("metadata") or {}) if not meta.owners else None,
+                      manifest("replicaset", raw) if deletable else None)
 
 
 def revision(raw: dict) -> Revision:
@@ -209,7 +254,7 @@ def job(raw: dict, manifests: bool = True) -> Job:
     containers = containers_of((spec.get("template") or {}).get("spec"))
     keep_manifest = manifests and state is not None and not ttl_set
     return Job(meta, containers, state, finished_at, ttl_set,
-               manifest(raw) if keep_manifest else None)
+               manifest("job", raw) if keep_manifest else None)
 
 
 def _job_finish(status: dict) -> tuple[str | None, datetime | None]:
@@ -237,18 +282,23 @@ def pod(raw: dict, manifests: bool = True) -> Pod:
     phase = status.get("phase") or ""
     finished = phase in _FINISHED_PHASES
     return Pod(meta, containers_of(raw.get("spec")), phase,
-               _pod_finish(status, meta) if finished else None,
-               manifest(raw) if manifests and finished and not meta.owners else None)
+               _pod_finish(status) if finished else None,
+               manifest("pod", raw) if manifests and finished and not meta.owners else None)
 
 
-def _pod_finish(status: dict, meta: Meta) -> datetime | None:
-    """The last container's finishedAt; without one, the pod's start or creation."""
+def _pod_finish(status: dict) -> datetime | None:
+    """When the pod stopped: its last container's finishedAt or its last condition change.
+
+    An evicted pod may have no terminated container; its Ready condition still
+    says when it stopped. Never its start or creation time: a pod that ran for a
+    month and stopped a minute ago is a minute old. None when nothing says.
+    """
     ends = [parse_time(terminated.get("finishedAt"))
             for key in ("containerStatuses", "initContainerStatuses")
             for s in status.get(key) or ()
             if (terminated := (s.get("state") or {}).get("terminated"))]
-    ends = [e for e in ends if e]
-    return max(ends) if ends else parse_time(status.get("startTime")) or meta.created
+    ends += [parse_time(c.get("lastTransitionTime")) for c in status.get("conditions") or ()]
+    return max((e for e in ends if e), default=None)
 
 
 def limitrange(raw: dict) -> LimitRange:

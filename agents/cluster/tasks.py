@@ -2,11 +2,11 @@
 
 A run lists the namespaces, works out the effective policy of each one in
 scope, lists every kind its tasks need once (cluster-wide, paginated), plans
-each task purely, checks the deletion cap over the whole plan and hands the
-plan to the executor. A run that cannot delete (``requests`` alone) has no
-cap to wait for: each stage of its plan acts as soon as it is planned, so the
-LimitRanges are written while the workloads are still being listed. ``all``
-is one run with one ``run.summary``; every action line names its task.
+each task purely, checks the deletion cap over the whole plan and only then
+hands the plan to the executor. Whether a plan deletes is read from the plan
+itself, never from what a task is meant to do, so every run waits for its
+whole plan. ``all`` is one run with one ``run.summary``; every action line
+names its task.
 
 Requests: one per list page (namespaces, then each kind the tasks need), one
 per mutation (a server-side dry run is one too), one per Event, plus retries
@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -67,13 +66,13 @@ class _Stage:
 class _Task:
     """A task's plan is the actions of its stages, in order, on one snapshot.
 
-    ``deletes`` says whether the plan may hold deletions: only then must the
-    whole run be planned before anything is done, for the deletion cap to judge
-    it whole.
+    ``manifests``: its planners may delete, so the records of deletable kinds
+    keep their manifest. It only saves CPU for ``requests``; it decides nothing,
+    since a planner never deletes an object whose record has no manifest.
     """
 
     stages: tuple[_Stage, ...]
-    deletes: bool
+    manifests: bool
 
     def kinds(self, policies: Mapping[str, ClusterPolicy]) -> tuple[str, ...]:
         return tuple(dict.fromkeys(k for stage in self.stages for k in stage.kinds(policies)))
@@ -113,9 +112,9 @@ def _jobs_kinds(policies: Mapping[str, ClusterPolicy]) -> tuple[str, ...]:
 
 TASKS: dict[str, _Task] = {
     "requests": _Task((_Stage(plan_requests.limitranges, _limitrange_kinds),
-                       _Stage(plan_requests.findings, _owner_kinds)), deletes=False),
-    "revisions": _Task((_Stage(plan_revisions.plan, _revisions_kinds),), deletes=True),
-    "jobs": _Task((_Stage(plan_jobs.plan, _jobs_kinds),), deletes=True),
+                       _Stage(plan_requests.findings, _owner_kinds)), manifests=False),
+    "revisions": _Task((_Stage(plan_revisions.plan, _revisions_kinds),), manifests=True),
+    "jobs": _Task((_Stage(plan_jobs.plan, _jobs_kinds),), manifests=True),
 }
 
 
@@ -163,10 +162,7 @@ def _run(port: ClusterPort, policy: Policy, task: str, reporter: Reporter, now: 
         return [], None, str(exc)
     tasks = {name: TASKS[name] for name in (tuple(TASKS) if task == "all" else (task,))}
     policies = inventory.scope(policy, namespaces)
-    run = _Run(port, policy, policies, reporter, now, stop)
-    if any(t.deletes for t in tasks.values()):
-        return run.plan_then_act(tasks)
-    return run.act_while_listing(tasks)
+    return _Run(port, policy, policies, reporter, now, stop).plan_then_act(tasks)
 
 
 @dataclass(frozen=True)
@@ -187,42 +183,34 @@ class _Run:
         aborted = over_cap([a for _, a in planned], self.policy.maxDeletionsPerRun)
         return self._executor(replanners).run(planned, aborted), aborted, _joined(problems)
 
-    def act_while_listing(self, tasks: Mapping[str, _Task]
-                          ) -> tuple[list[Outcome], None, str | None]:
-        """Without deletions there is nothing for the cap to judge, so each stage acts as
-        soon as it is planned while the next one lists: the requests task writes its
-        LimitRanges while it reads the workloads. Stages act one after the other."""
-        outcomes, problems, running = [], [], []
-        with ThreadPoolExecutor(1, thread_name_prefix="act") as acting:
-            for name, task in tasks.items():
-                for stage in task.stages:
-                    planned, failed, replanners = self._plan({name: _Task((stage,), False)})
-                    problems += failed
-                    running.append(acting.submit(self._executor(replanners).run, planned))
-            for future in running:
-                outcomes += future.result()
-        return outcomes, None, _joined(problems)
-
     def _plan(self, tasks: Mapping[str, _Task]
               ) -> tuple[list[tuple[str, Action]], list[str], dict[str, Replanner]]:
-        """The plan of every task, the tasks that could not plan, and how to re-plan each."""
+        """The plan of every task, the stages that could not plan, and how to re-plan each.
+
+        A stage that lacks a kind it reads is left out, and the rest of its task
+        still plans: ``requests`` writes its LimitRanges when pods cannot be listed.
+        """
         cluster = self.policy.cluster
         needs = {name: task.kinds(self.policies) for name, task in tasks.items()}
         kinds = list(dict.fromkeys(k for name in tasks for k in needs[name]))
         selectors = inventory.limitrange_selector()
         if "pod" in needs.get("jobs", ()) and "pod" not in needs.get("requests", ()):
             selectors |= inventory.finished_pods_only()
-        deletes = any(task.deletes for task in tasks.values())
+        manifests = any(task.manifests for task in tasks.values())
         snapshot, failures = inventory.collect(self.port, kinds, self.policies, cluster,
-                                               selectors, manifests=deletes)
+                                               selectors, manifests=manifests)
         planned, problems, replanners = [], [], {}
         for name, task in tasks.items():
-            failed = [str(failures[k]) for k in needs[name] if k in failures]
-            if failed:
-                problems.append(f"{name}: cannot plan: {failed[0]}")
-                continue
-            planned += [(name, a) for a in task.plan(snapshot, self.policies, self.now)]
-            replanners[name] = _replanner(self.port, task.plan, snapshot, self.policies,
+            stages = []
+            for stage in task.stages:
+                failed = [str(failures[k]) for k in stage.kinds(self.policies) if k in failures]
+                if failed:
+                    problems.append(f"{name}: cannot plan: {failed[0]}")
+                else:
+                    stages.append(stage)
+            able = replace(task, stages=tuple(stages))
+            planned += [(name, a) for a in able.plan(snapshot, self.policies, self.now)]
+            replanners[name] = _replanner(self.port, able.plan, snapshot, self.policies,
                                           self.now)
         return planned, problems, replanners
 

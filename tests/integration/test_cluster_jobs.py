@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
@@ -52,7 +53,14 @@ def exists(read, *args) -> bool:
     return True
 
 
-def test_finished_jobs_past_their_ttl_go_and_the_gc_takes_their_pods(kube_api, namespace):
+def reapply(plane, namespace: str, manifest: dict) -> str:
+    """``kubectl apply --dry-run=server`` of a manifest from a report line."""
+    return plane.run_kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-",
+                             input=json.dumps(manifest)).stdout
+
+
+def test_finished_jobs_past_their_ttl_go_and_the_gc_takes_their_pods(kube_api, namespace,
+                                                                     control_plane):
     batch, core = BatchV1Api(kube_api), CoreV1Api(kube_api)
     old = finished(kube_api, namespace, "old", days=3)
     job_pod(kube_api, namespace, "old", old)
@@ -68,9 +76,12 @@ def test_finished_jobs_past_their_ttl_go_and_the_gc_takes_their_pods(kube_api, n
     line = run.line("job", "old")
     assert (line["action"], line["result"]) == ("delete", "done")
     assert line["reason"] == "completedJobs.succeededTTL: Complete 3d ago > 1d"
-    assert line["manifest"]["metadata"]["uid"] == old
+    assert line["id"] == old
+    assert (line["manifest"]["apiVersion"], line["manifest"]["kind"]) == ("batch/v1", "Job")
     assert "status" not in line["manifest"]
     assert "managedFields" not in line["manifest"]["metadata"]
+    assert reapply(control_plane, namespace, line["manifest"]) == (
+        "job.batch/old created (server dry run)\n")
     assert run.line("job", "failed-8d")["reason"].startswith("completedJobs.failedTTL: Failed 8d")
     left = {j.metadata.name for j in batch.list_namespaced_job(namespace).items
             if not j.metadata.deletion_timestamp}
@@ -136,7 +147,7 @@ def bare_pod(client: ApiClient, namespace: str, name: str, phase: str | None,
                     "finishedAt": stamp, "reason": "Completed"}}}]}})
 
 
-def test_orphan_pods_go_only_when_opted_in(kube_api, namespace):
+def test_orphan_pods_go_only_when_opted_in(kube_api, namespace, control_plane):
     core = CoreV1Api(kube_api)
     owner = cronjob(kube_api, namespace, "owner", 1, 1)
     bare_pod(kube_api, namespace, "leftover", "Succeeded")
@@ -153,6 +164,8 @@ def test_orphan_pods_go_only_when_opted_in(kube_api, namespace):
     assert run.line("pod", "leftover")["reason"].startswith(
         "completedJobs.orphanPods: ownerless pod Succeeded 3d ago > 1d")
     assert run.line("pod", "crashed")["manifest"]["spec"]["containers"][0]["name"] == "main"
+    assert reapply(control_plane, namespace, run.line("pod", "crashed")["manifest"]) == (
+        "pod/crashed created (server dry run)\n")
     left = {p.metadata.name for p in core.list_namespaced_pod(namespace).items
             if not p.metadata.deletion_timestamp}
     assert left == {"recent", "owned", "pending"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime, timedelta
 
 from kubernetes.client import ApiClient, AppsV1Api
@@ -101,7 +103,11 @@ def test_statefulsets_and_daemonsets_get_the_same_treatment(kube_api, namespace)
     assert apps.read_namespaced_daemon_set("agent", namespace).spec.revision_history_limit == 3
 
 
-def test_ownerless_replicasets_are_deleted_only_when_opted_in(kube_api, namespace):
+OWNERLESS = "revisionHistory: {action: patch, ownerlessReplicaSets: {enabled: true, olderThan: 5m}}"
+
+
+def test_ownerless_replicasets_are_deleted_only_when_opted_in(kube_api, namespace,
+                                                              control_plane):
     apps = AppsV1Api(kube_api)
     for name, replicas in (("orphan", 0), ("busy", 1)):
         apps.create_namespaced_replica_set(namespace, {
@@ -109,18 +115,44 @@ def test_ownerless_replicasets_are_deleted_only_when_opted_in(kube_api, namespac
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"rs": name}},
                      "template": pod_template({"rs": name})}})
     later = datetime.now(UTC) + timedelta(minutes=10)
-    opted_in = "revisionHistory: {ownerlessReplicaSets: {enabled: true, olderThan: 5m}}"
+    reported = OWNERLESS.replace("action: patch", "action: report")
 
     assert run_task(kube_api, policy_for(namespace), "revisions", now=later).lines == []
-    assert run_task(kube_api, policy_for(namespace, opted_in), "revisions").lines == []
-    run = run_task(kube_api, policy_for(namespace, opted_in), "revisions", now=later)
+    assert run_task(kube_api, policy_for(namespace, OWNERLESS), "revisions").lines == []
+    only_said = run_task(kube_api, policy_for(namespace, reported), "revisions", now=later)
+    assert only_said.line("replicaset", "orphan")["action"] == "report"
+    assert set(replicasets_any(apps, namespace)) == {"orphan", "busy"}
+    run = run_task(kube_api, policy_for(namespace, OWNERLESS), "revisions", now=later)
 
     line = run.line("replicaset", "orphan")
     assert (line["action"], line["result"]) == ("delete", "done")
     assert line["reason"].startswith("revisionHistory.ownerlessReplicaSets: no owner, 0 replicas")
-    assert line["manifest"]["spec"]["replicas"] == 0
     assert run.names("replicaset") == {"orphan"}
     assert set(replicasets_any(apps, namespace)) == {"busy"}
+    reapplied = control_plane.run_kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-",
+                                          input=json.dumps(line["manifest"]))
+    assert "replicaset.apps/orphan created (server dry run)" in reapplied.stdout
+
+
+def test_a_replicaset_orphaned_a_moment_ago_is_young_however_old_it_is(kube_api, namespace):
+    """``kubectl delete deploy --cascade=orphan``: the age counts from the orphaning."""
+    apps = AppsV1Api(kube_api)
+    deployment_with_revisions(kube_api, namespace, 1)
+    time.sleep(4)
+    apps.delete_namespaced_deployment("web", namespace, propagation_policy="Orphan")
+    wait_for(lambda: not any(rs.metadata.owner_references for rs in
+                             apps.list_namespaced_replica_set(namespace).items),
+             what="the ReplicaSet orphaned by the garbage collector")
+    policy = policy_for(namespace, OWNERLESS.replace("5m", "3s"))
+
+    run = run_task(kube_api, policy, "revisions")
+
+    assert run.lines == []
+    assert len(replicasets_any(apps, namespace)) == 1
+    later = run_task(kube_api, policy, "revisions", now=datetime.now(UTC) + timedelta(seconds=5))
+    [line] = later.lines
+    assert (line["kind"], line["result"]) == ("replicaset", "done")
+    assert replicasets_any(apps, namespace) == []
 
 
 def replicasets_any(apps: AppsV1Api, namespace: str) -> list[str]:

@@ -34,7 +34,8 @@ DELETE = "cluster:\n  completedJobs: {action: delete}\n"
 
 def job(name: str, ns: str = "apps", state: str | None = "Complete",
         finished: str | None = None, ttl: int | None = None, owner: str | None = None,
-        ignored: bool = False, completion_time: bool = True) -> records.Job:
+        ignored: bool = False, completion_time: bool = True,
+        owner_kind: str = "CronJob") -> records.Job:
     finished = finished or ago(days=2)
     status: dict = {}
     if state:
@@ -45,7 +46,7 @@ def job(name: str, ns: str = "apps", state: str | None = "Complete",
     meta: dict = {"name": name, "namespace": ns, "uid": f"uid-{name}", "resourceVersion": "7",
                   "managedFields": [{"manager": "x"}]}
     if owner:
-        meta["ownerReferences"] = [{"kind": "CronJob", "name": owner, "uid": f"uid-{owner}",
+        meta["ownerReferences"] = [{"kind": owner_kind, "name": owner, "uid": f"uid-{owner}",
                                     "controller": True}]
     if ignored:
         meta["annotations"] = {"kubekeeper/ignore": "true"}
@@ -183,3 +184,54 @@ def test_no_action_ever_targets_a_protected_job(specs):
                    key=lambda j: (j.finished_at, j.meta.name), reverse=True)[:2]
     deleted = {a.name for a in plan(Inventory(job=jobs, cronjob=(cron,)), rules)}
     assert not deleted & {j.meta.name for j in owned}
+
+
+def test_jobs_of_other_controllers_are_kept_and_say_whose_they_are():
+    jobs = (job("bare"), job("cron-1", owner="cron"),
+            job("wf-1", owner="wf", owner_kind="Workflow"))
+    by_name = {a.name: a for a in plan(Inventory(job=jobs))}
+    assert by_name["bare"].mutates and by_name["cron-1"].mutates
+    kept = by_name["wf-1"]
+    assert not kept.mutates and not kept.destructive
+    assert kept.skip.startswith("kept: owned by Workflow wf, which may still need it")
+
+
+def test_owner_kinds_opts_other_controllers_in():
+    rules = policies("cluster:\n  completedJobs: {action: delete, ownerKinds: [Workflow]}\n")
+    jobs = (job("wf-1", owner="wf", owner_kind="Workflow"),
+            job("mpi-1", owner="mpi", owner_kind="MPIJob"))
+    by_name = {a.name: a for a in plan(Inventory(job=jobs), rules)}
+    assert by_name["wf-1"].verb is Verb.DELETE and by_name["wf-1"].mutates
+    assert not by_name["mpi-1"].mutates
+
+
+def evicted(name: str, stopped: str | None) -> records.Pod:
+    """A pod evicted after a month of running: no terminated container, maybe a condition."""
+    status: dict = {"phase": "Failed", "reason": "Evicted", "startTime": ago(days=30)}
+    if stopped:
+        status["conditions"] = [{"type": "Ready", "status": "False",
+                                 "lastTransitionTime": stopped}]
+    return records.pod({"metadata": {"name": name, "namespace": "apps", "uid": f"uid-{name}",
+                                     "creationTimestamp": ago(days=30)},
+                        "spec": {"containers": [{"name": "c"}]}, "status": status})
+
+
+ORPHANS = "cluster:\n  completedJobs: {action: delete, orphanPods: true, failedTTL: 1d}\n"
+
+
+def test_a_pod_stopped_a_minute_ago_is_young_however_long_it_ran():
+    assert plan(Inventory(pod=(evicted("stopped", ago(minutes=1)),)), policies(ORPHANS)) == []
+    [old] = plan(Inventory(pod=(evicted("stopped", ago(days=2)),)), policies(ORPHANS))
+    assert old.verb is Verb.DELETE and old.mutates
+
+
+def test_a_pod_without_a_stop_time_is_kept_and_says_why():
+    [kept] = plan(Inventory(pod=(evicted("unknown", None),)), policies(ORPHANS))
+    assert not kept.mutates and "says when it stopped" in kept.skip
+
+
+def test_a_job_without_a_finish_time_is_kept_and_says_why():
+    unknown = records.job({"metadata": {"name": "j", "namespace": "apps", "uid": "u"},
+                           "status": {"conditions": [{"type": "Failed", "status": "True"}]}})
+    [kept] = plan(Inventory(job=(unknown,)))
+    assert not kept.mutates and "age is unknown" in kept.skip

@@ -32,9 +32,17 @@ def deployment(name: str, limit: int | None = None, revision: int = 6,
 
 
 def replicaset(name: str, revision: int | None = None, owner: str | None = "web",
-               replicas: int = 0, age: timedelta = timedelta(days=30)) -> records.ReplicaSet:
+               replicas: int = 0, age: timedelta = timedelta(days=30),
+               orphaned: timedelta | None = timedelta(days=30)) -> records.ReplicaSet:
+    """``orphaned``: how long ago its metadata was last written (None: no managedFields)."""
     meta: dict = {"name": name, "namespace": "apps", "uid": f"uid-{name}",
                   "resourceVersion": "4", "creationTimestamp": rfc3339(NOW - age)}
+    if orphaned is not None:
+        meta["managedFields"] = [
+            {"manager": "kube-controller-manager", "operation": "Update",
+             "time": rfc3339(NOW - orphaned)},
+            {"manager": "kube-controller-manager", "operation": "Update",
+             "subresource": "status", "time": rfc3339(NOW)}]
     if revision is not None:
         meta["annotations"] = {"deployment.kubernetes.io/revision": str(revision)}
     if owner:
@@ -95,13 +103,37 @@ def test_statefulsets_and_daemonsets_count_their_controller_revisions():
     assert actions["agent"].why.startswith("revisionHistoryLimit 5 > maxLimit 3; frees 0")
 
 
+OWNERLESS = "{action: patch, ownerlessReplicaSets: {enabled: true, olderThan: 7d}}"
+
+
 def test_ownerless_replicasets_are_deleted_only_when_opted_in():
     sets = (replicaset("orphan", owner=None), replicaset("busy", owner=None, replicas=1),
-            replicaset("young", owner=None, age=timedelta(days=1)), replicaset("owned"))
+            replicaset("young", owner=None, age=timedelta(days=1), orphaned=timedelta(days=1)),
+            replicaset("owned"))
     assert plan(Inventory(replicaset=sets)) == []
-    [action] = plan(Inventory(replicaset=sets),
-                    policies("{ownerlessReplicaSets: {enabled: true, olderThan: 7d}}"))
+    [action] = plan(Inventory(replicaset=sets), policies(OWNERLESS))
     assert (action.name, action.verb, action.rule) == (
         "orphan", Verb.DELETE, "revisionHistory.ownerlessReplicaSets")
-    assert action.why == "no owner, 0 replicas, created 30d ago > 7d"
-    assert json.loads(action.details["manifest"])["spec"] == {"replicas": 0}
+    assert action.why == ("no owner, 0 replicas, unchanged since it lost its owner 30d ago > 7d")
+    manifest = json.loads(action.details["manifest"])
+    assert (manifest["apiVersion"], manifest["kind"], manifest["spec"]) == (
+        "apps/v1", "ReplicaSet", {"replicas": 0})
+    assert "resourceVersion" not in manifest["metadata"]
+
+
+def test_ownerless_replicasets_are_only_reported_unless_the_section_patches():
+    rules = policies("{ownerlessReplicaSets: {enabled: true, olderThan: 7d}}")
+    [action] = plan(Inventory(replicaset=(replicaset("orphan", owner=None),)), rules)
+    assert (action.verb, action.mutates) == (Verb.REPORT, False)
+
+
+def test_an_old_replicaset_orphaned_a_minute_ago_is_young():
+    sets = (replicaset("orphan", owner=None, age=timedelta(days=90),
+                       orphaned=timedelta(minutes=1)),)
+    assert plan(Inventory(replicaset=sets), policies(OWNERLESS)) == []
+
+
+def test_an_ownerless_replicaset_without_field_history_is_kept_and_says_why():
+    sets = (replicaset("orphan", owner=None, orphaned=None),)
+    [action] = plan(Inventory(replicaset=sets), policies(OWNERLESS))
+    assert not action.mutates and "managedFields" in action.skip

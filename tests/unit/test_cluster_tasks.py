@@ -11,19 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agents.actions import Verb
-from agents.cluster import plan_jobs
-from agents.cluster.executor import ClusterExecutor
-from agents.cluster.inventory import Inventory, scope
-from agents.cluster.memory_port import MemoryPort
-from agents.cluster.records import Namespace
-from agents.cluster.records import job as job_record
-from agents.cluster.resources import RESOURCES
-from agents.cluster.tasks import run_tasks
+from agents.cluster.planning import deletion
+from agents.cluster.tasks import TASKS, run_tasks
 from agents.errors import Unreachable
 from agents.policy_loader import parse_policy
-from agents.report import Reporter, rfc3339
+from agents.report import rfc3339
 from tests import report_lines
+from tests.memory_port import MemoryPort
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -179,14 +173,23 @@ class _PodsListedLast(MemoryPort):
 LIMITRANGES = "  resourceRequests: {action: limitrange}\n"
 
 
-def test_requests_writes_limitranges_while_it_still_lists_the_workloads():
-    port = _PodsListedLast(namespace("apps"), deployment("web"))
-    lines, summary = run(port, "requests", extra=LIMITRANGES)
-    assert port.pods_waited_for_a_create is True
-    assert [(line["kind"], line["result"]) for line in lines] == [
-        ("limitrange", "done"), ("deployment", "done")]
-    assert port.find("limitrange", "apps", "kubekeeper-defaults") is not None
-    assert summary["error"] is None
+def test_the_cap_judges_every_plan_whatever_its_task_is_meant_to_do(monkeypatch):
+    """A deletion in the plan of ``requests`` (which never deletes) still meets the cap."""
+    port = _PodsListedLast(namespace("apps"), deployment("web"), job("old"))
+
+    def findings_that_delete(inventory, policies, now):
+        [record] = inventory.job
+        return [deletion(record.meta, "test.rule", "a planner gone wrong", "{}")]
+    requests = TASKS["requests"]
+    wrong = replace(requests.stages[1], plan=findings_that_delete)
+    monkeypatch.setitem(TASKS, "requests", replace(requests, stages=(requests.stages[0], wrong)))
+
+    lines, summary = run(port, "requests", extra=LIMITRANGES,
+                         rules=replace(policy(extra=LIMITRANGES), maxDeletionsPerRun=0))
+
+    assert summary["aborted"].startswith("plan has 1 destructive actions")
+    assert {line["result"] for line in lines if line["action"] != "report"} == {"skipped"}
+    assert port.writes == [] and port.find("job", "apps", "old")
 
 
 def test_a_run_that_can_delete_plans_everything_before_acting():
@@ -255,49 +258,17 @@ def test_excluded_and_ignored_namespaces_are_untouched():
     assert lines == [] and port.writes == []
 
 
-def executor_for(port: MemoryPort, rules, stream: io.StringIO, stop=None) -> tuple:
-    policies = scope(rules, [Namespace("apps", False, False)])
-    snapshot = Inventory(job=tuple(job_record(o) for (k, _, _), o in port.objects.items()
-                                   if k == "job"))
-    actions = [("jobs", a) for a in plan_jobs.plan(snapshot, policies, NOW)]
-
-    def replan(action):
-        raw = port.get(RESOURCES["job"], action.namespace, action.name)
-        fresh = snapshot.with_record(job_record(raw))
-        return next((a for a in plan_jobs.plan(fresh, policies, NOW) if a.name == action.name),
-                    None)
-    reporter = Reporter("cluster", "jobs", False, stream=stream)
-    executor = ClusterExecutor(port, reporter, dry_run=False, events=False, concurrency=2,
-                               replanners={"jobs": replan}, stop=stop)
-    return executor, actions
-
-
-def test_gone_before_delete_is_done_and_conflicts_are_replanned():
-    port = cluster(job("gone"), job("touched"), job("opted-out"))
-    executor, actions = executor_for(port, policy(), io.StringIO())
-    del port.objects[("job", "apps", "gone")]
-    port.add(port.find("job", "apps", "touched"))  # a new resourceVersion: the delete gets 409
-    opted = port.find("job", "apps", "opted-out")
-    opted["metadata"]["annotations"] = {"kubekeeper/ignore": "true"}
-    port.add(opted)
-    outcomes = {o.action.name: o for o in executor.run(actions)}
-    assert outcomes["gone"].result == "done" and outcomes["gone"].details["note"]
-    assert outcomes["touched"].result == "done" and outcomes["touched"].details["replanned"]
-    assert port.find("job", "apps", "touched") is None
-    assert outcomes["opted-out"].result == "skipped"
-    assert "no longer applies" in outcomes["opted-out"].error
-    assert port.find("job", "apps", "opted-out") is not None
-    assert port.counter.by_request["get jobs"] == 2
-
-
-def test_stop_skips_what_has_not_started():
+def test_sigterm_before_acting_skips_every_mutation_and_still_writes_the_summary():
     port = cluster(job("a"))
     stop = threading.Event()
     stop.set()
-    executor, actions = executor_for(port, policy(), io.StringIO(), stop)
-    [outcome] = executor.run(actions)
-    assert outcome.result == "skipped" and "SIGTERM" in outcome.error
-    assert outcome.action.verb is Verb.DELETE and port.find("job", "apps", "a")
+    stream = io.StringIO()
+    summary = run_tasks(port, policy(), "jobs", stream=stream, now=NOW, stop=stop)
+    [line] = report_lines.outcomes(report_lines.parse(stream.getvalue()))
+    assert (line["action"], line["result"]) == ("delete", "skipped")
+    assert "SIGTERM" in line["error"]
+    assert port.find("job", "apps", "a") and port.writes == []
+    assert summary["results"] == {"skipped": 1}
 
 
 class Pipe(io.StringIO):
