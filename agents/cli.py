@@ -131,6 +131,9 @@ def _add_cluster_commands(commands: argparse._SubParsersAction, common: _Parser)
         cmd.add_argument("--context", default=None, help="kubeconfig context")
         cmd.add_argument("--once", action="store_true",
                          help="accepted for symmetry: a cluster task always runs once")
+        cmd.add_argument("--deadline", type=_duration, default=None,
+                         help="the run's budget (e.g. 25m): then it stops as on SIGTERM, "
+                              "skips what has not started and writes its summary")
         cmd.set_defaults(handler=_cluster, plan_only=name == "plan")
 
 
@@ -174,7 +177,8 @@ def _cluster(args: argparse.Namespace) -> int:
     from agents.cluster.tasks import ClusterOptions, run_cluster
 
     options = ClusterOptions(task=args.task, kubeconfig=args.kubeconfig, context=args.context,
-                             log_format=args.log_format, plan_only=args.plan_only)
+                             log_format=args.log_format, plan_only=args.plan_only,
+                             deadline=getattr(args, "deadline", None))
     return run_cluster(policy, options)
 
 

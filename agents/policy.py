@@ -206,6 +206,9 @@ class ClusterPolicy:
                             checks.render_number)
     pageSize: int = setting(checks.positive_int, 500, "Objects per list page; bounds memory.")
     concurrency: int = setting(checks.positive_int, 4, "API mutations in flight at once.")
+    unreachableAfter: timedelta = setting(
+        checks.duration, "2m", "Halt the run when the API server has not answered this long.",
+        checks.render_duration)
     events: bool = setting(checks.boolean, True,
                            "Record an Event on each patched or deleted object.")
     namespaces: NamespaceScope = section(NamespaceScope, "Which namespaces the tasks touch.")

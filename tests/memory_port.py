@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from agents.cluster.api import ApiError, RequestCounter
+from agents.cluster.halt import Halt
 from agents.cluster.resources import Resource
 
 
@@ -28,6 +29,7 @@ class MemoryPort:
         self.writes: list[tuple[str, str, str]] = []
         """(verb, kind, name) of every write that was not a dry run."""
         self._versions = itertools.count(1000)
+        self.halt = Halt()
         for obj in objects:
             self.add(obj)
 

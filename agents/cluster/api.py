@@ -10,6 +10,11 @@ happened (429, or no connection made), or when it names its object: then a
 409 on the retry is read back, and an object that holds what was sent is the
 create done. Any other failure becomes an ``ApiError`` naming the verb,
 the resource and the namespace, which is what an admin needs to fix RBAC.
+
+Every wait (throttle, backoff) is a wait on the run's ``Halt``, and a server
+that has not answered for ``unreachable_after`` seconds halts the run (a
+circuit breaker): the remaining requests are not sent, so losing the API
+server costs minutes, not a retry ladder per remaining object.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from loguru import logger
 
+from agents.cluster.halt import Halt
 from agents.cluster.resources import Resource
 from agents.cluster.throttle import TokenBucket, retry_delay
 
@@ -36,6 +42,8 @@ _CONTENT_TYPES = {
     "merge": "application/merge-patch+json",
     "strategic": "application/strategic-merge-patch+json",
 }
+_UNAVAILABLE = frozenset({0, 500, 502, 503, 504})
+"""Answers that mean the server is not serving (a 4xx is an answer)."""
 _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
@@ -44,13 +52,15 @@ class ApiError(Exception):
 
     def __init__(self, status: int, message: str, verb: str, resource: Resource,
                  namespace: str | None, reply: Mapping[str, Any] | None = None,
-                 retried: bool = False):
+                 retried: bool = False, sent: bool = True):
         self.status, self.message, self.verb = status, message, verb
         self.resource, self.namespace = resource, namespace
         self.reply = reply or {}
         """The API server's Status object, when it sent one."""
         self.retried = retried
         """True when this answer came to a retry: an earlier attempt may have happened."""
+        self.sent = sent
+        """False when the run halted before this request was ever sent."""
         where = f"in namespace {namespace}" if namespace else "cluster-wide"
         what = "forbidden: cannot" if status == 403 else f"{status or 'no answer'}: could not"
         super().__init__(f"{what} {verb} {resource.plural} {where}: {message}")
@@ -61,6 +71,11 @@ class ClusterPort(Protocol):
 
     @property
     def server(self) -> str: ...
+
+    @property
+    def halt(self) -> Halt:
+        """The run's stop signal, which the port also sets when the server is lost."""
+        ...
 
     def list_all(self, resource: Resource, field_selector: str | None = None,
                  page_size: int = 500) -> Iterator[dict]: ...
@@ -110,12 +125,15 @@ class RequestCounter:
 class KubeApi:
     """``ClusterPort`` over ``kubernetes.client.ApiClient``, paced and counted."""
 
-    def __init__(self, client: ApiClient, qps: float = 0,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, client: ApiClient, qps: float = 0, unreachable_after: float = 120.0,
+                 halt: Halt | None = None, clock: Callable[[], float] = time.monotonic):
         self.client = client
         self.counter = RequestCounter()
-        self._bucket = TokenBucket(qps, sleep=sleep)
-        self._sleep = sleep
+        self.halt = halt or Halt()
+        self._bucket = TokenBucket(qps, sleep=self.halt.wait)
+        self._unreachable_after, self._clock = unreachable_after, clock
+        self._down_since: float | None = None
+        self._down_lock = threading.Lock()
 
     @property
     def server(self) -> str:
@@ -210,9 +228,14 @@ class KubeApi:
         attempt = 0
         while True:
             self._bucket.take()
+            if self.halt.is_set():
+                raise ApiError(0, f"not sent: {self.halt.reason}", verb, resource, namespace,
+                               retried=attempt > 0, sent=attempt > 0)
             self.counter.add(f"{verb} {resource.plural}", retry=attempt > 0)
             try:
-                return self._once(method, path, query, headers, body)
+                answer = self._once(method, path, query, headers, body)
+                self._answered(True)
+                return answer
             except ApiException as exc:
                 status, answered, reply = exc.status, exc.headers, _status(exc)
                 message = reply.get("message") or str(exc.reason or exc.body or "").strip()
@@ -220,15 +243,30 @@ class KubeApi:
             except urllib3.exceptions.HTTPError as exc:
                 status, message, answered, reply = 0, f"{type(exc).__name__}: {exc}", None, {}
                 unsent = _never_sent(exc)
+            self._answered(status not in _UNAVAILABLE)
             delay = retry_delay(status, answered, attempt)
-            if delay is None or not (replayable or unsent):
+            if delay is None or not (replayable or unsent) or self.halt.is_set():
                 raise ApiError(status, message, verb, resource, namespace, reply,
                                retried=attempt > 0)
             logger.bind(kind=resource.kind, name=path, id="").warning(
                 "{} {} answered {}; retry {} in {:.2f}s", verb, path, status or message,
                 attempt + 1, delay)
-            self._sleep(delay)
+            self.halt.wait(delay)
             attempt += 1
+
+    def _answered(self, healthy: bool) -> None:
+        """Track how long the server has been down; past the limit, halt the run."""
+        with self._down_lock:
+            if healthy:
+                self._down_since = None
+                return
+            now = self._clock()
+            self._down_since = self._down_since if self._down_since is not None else now
+            down_for = now - self._down_since
+        if down_for >= self._unreachable_after:
+            self.halt.set(f"the API server {self.server} has not answered for "
+                          f"{down_for:.0f}s (cluster.unreachableAfter: "
+                          f"{self._unreachable_after:.0f}s)", unreachable=True)
 
     def _once(self, method: str, path: str, query: list | None, headers: dict,
               body: Any) -> dict:

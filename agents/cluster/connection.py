@@ -35,7 +35,8 @@ def connect(kubeconfig: str | None, context: str | None, policy: ClusterPolicy) 
         raise Unreachable(SERVICE, source, f"cannot load the configuration: {exc}") from exc
     configuration.retries = False
     configuration.connection_pool_maxsize = policy.concurrency + 2
-    return KubeApi(ApiClient(configuration), qps=policy.apiQPS)
+    return KubeApi(ApiClient(configuration), qps=policy.apiQPS,
+                   unreachable_after=policy.unreachableAfter.total_seconds())
 
 
 def _kubeconfig_path(kubeconfig: str | None) -> str:

@@ -19,8 +19,13 @@ known, so a run killed half-way leaves the record of what it did.
   manifest the planner saw, for a delete) is flushed before the request is sent.
 - With ``cluster.events``, a real run posts an Event on the object after its
   outcome line: ``Normal`` for a patch or delete done, ``Warning`` for an
-  action that failed or that its planner kept. Run-wide refusals (the cap,
-  SIGTERM) post none: the summary says it once, not 10,000 times.
+  action that failed or that its planner kept. Run-wide refusals (the cap, a
+  halt) post none: the summary says it once, not 10,000 times.
+- Before each mutation the namespace's opt-out is read again (``NamespaceGate``,
+  at most every few seconds per namespace): an opt-out added mid-run skips
+  the rest of that namespace.
+- A halted run (SIGTERM, its deadline, the API server lost: ``port.halt``)
+  starts no new action; each is ``skipped`` with the reason.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from loguru import logger
 from agents.actions import Action, Outcome, Result, Verb, refused
 from agents.cluster import events
 from agents.cluster.api import ApiError, ClusterPort
+from agents.cluster.namespace_gate import NamespaceGate
 from agents.cluster.resources import RESOURCES
 from agents.report import Reporter
 
@@ -48,12 +54,11 @@ class ClusterExecutor:
     """Carries out one run's plan; the only place a dry run differs from a real one."""
 
     def __init__(self, port: ClusterPort, reporter: Reporter, *, dry_run: bool, events: bool,
-                 concurrency: int, replanners: Mapping[str, Replanner],
-                 stop: threading.Event | None = None):
+                 concurrency: int, replanners: Mapping[str, Replanner]):
         self._port, self._reporter = port, reporter
         self._dry_run, self._events = dry_run, events
         self._concurrency, self._replanners = concurrency, replanners
-        self._stop = stop or threading.Event()
+        self._gate = NamespaceGate(port)
 
     def run(self, planned: Sequence[tuple[str, Action]], aborted: str | None = None
             ) -> list[Outcome]:
@@ -96,8 +101,9 @@ class ClusterExecutor:
         return outcomes
 
     def _apply(self, task: str, action: Action) -> Outcome:
-        if self._stop.is_set():
-            return self._report(task, refused(action, "stopped (SIGTERM) before it started"))
+        halt = self._port.halt
+        if halt.is_set():
+            return self._report(task, refused(action, f"not started: {halt.reason}"))
         op = None if self._dry_run else self._reporter.intent(action, task=task)
         try:
             outcome = self._attempt(task, action)
@@ -108,11 +114,16 @@ class ClusterExecutor:
         return self._finish(task, outcome, op)
 
     def _attempt(self, task: str, action: Action) -> Outcome:
+        closed = self._gate.closed(action.namespace) if action.namespace else None
+        if closed:
+            return Outcome(action, Result.SKIPPED, error=closed)
         replans = 0
         while True:
             try:
                 self._send(action)
             except ApiError as err:
+                if not err.sent:
+                    return Outcome(action, Result.SKIPPED, error=err.message)
                 if err.status != 409 or replans == MAX_REPLANS:
                     return self._failed(action, err)
                 fresh = self._replan(task, action)

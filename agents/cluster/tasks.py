@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from agents import errors
@@ -34,10 +34,12 @@ from agents.cluster import inventory, plan_jobs, plan_requests, plan_revisions, 
 from agents.cluster.api import ApiError, ClusterPort
 from agents.cluster.connection import SERVICE, connect
 from agents.cluster.executor import ClusterExecutor, Replanner
+from agents.cluster.halt import Halt
 from agents.cluster.inventory import Inventory
 from agents.cluster.resources import RESOURCES
 from agents.policy import ClusterPolicy, Policy, ResourceRequests
 from agents.report import Reporter, choose_format, plan_table
+from agents.units import format_duration
 
 Planner = Callable[[Inventory, Mapping[str, ClusterPolicy], datetime], list[Action]]
 
@@ -52,6 +54,7 @@ class ClusterOptions:
     context: str | None = None
     log_format: str = "auto"
     plan_only: bool = False
+    deadline: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -119,18 +122,23 @@ TASKS: dict[str, _Task] = {
 
 
 def run_cluster(policy: Policy, options: ClusterOptions) -> int:
-    """The CLI entry point: connect, run once, return the exit code (0, 1; 3 by raising)."""
+    """The CLI entry point: connect, run once, return the exit code.
+
+    0 or 1 from the summary; 3 when the API server was lost mid-run (the
+    summary names it) or, by raising ``Unreachable``, never answered.
+    """
     api = connect(options.kubeconfig, options.context, policy.cluster)
-    stop = threading.Event()
-    with _sigterm_sets(stop):
+    with _sigterm_halts(api.halt), _deadline_halts(api.halt, options.deadline):
         summary = run_tasks(api, policy, options.task, plan_only=options.plan_only,
-                            fmt=choose_format(options.log_format, sys.stdout), stop=stop)
+                            fmt=choose_format(options.log_format, sys.stdout))
+    if api.halt.unreachable:
+        return errors.EXIT_UNREACHABLE
     return errors.exit_code([summary])
 
 
 def run_tasks(port: ClusterPort, policy: Policy, task: str, *, plan_only: bool = False,
-              fmt: str = "json", stream: IO[str] | None = None, now: datetime | None = None,
-              stop: threading.Event | None = None) -> dict[str, Any]:
+              fmt: str = "json", stream: IO[str] | None = None, now: datetime | None = None
+              ) -> dict[str, Any]:
     """One run; returns the summary line (exit code: ``errors.exit_code([summary])``).
 
     Raises ``Unreachable`` when the first request gets no answer at all. A
@@ -141,8 +149,9 @@ def run_tasks(port: ClusterPort, policy: Policy, task: str, *, plan_only: bool =
     table = plan_only and fmt == "text"
     sink = io.StringIO() if table else stream
     reporter = Reporter("cluster", task, policy.dryRun or plan_only, stream=sink, fmt=fmt)
-    outcomes, aborted, error = _run(port, policy, task, reporter, now or datetime.now(UTC),
-                                    stop)
+    outcomes, aborted, error = _run(port, policy, task, reporter, now or datetime.now(UTC))
+    if port.halt.failure:
+        error = "; ".join(filter(None, (f"halted: {port.halt.reason}", error)))
     mark = sink.tell() if table else 0
     summary = reporter.summary(aborted=aborted, error=error)
     if table:
@@ -151,8 +160,8 @@ def run_tasks(port: ClusterPort, policy: Policy, task: str, *, plan_only: bool =
     return summary
 
 
-def _run(port: ClusterPort, policy: Policy, task: str, reporter: Reporter, now: datetime,
-         stop: threading.Event | None) -> tuple[list[Outcome], str | None, str | None]:
+def _run(port: ClusterPort, policy: Policy, task: str, reporter: Reporter, now: datetime
+         ) -> tuple[list[Outcome], str | None, str | None]:
     """List, plan, check the cap, execute: the outcomes, the cap's refusal and any error."""
     try:
         namespaces = inventory.list_namespaces(port, policy.cluster.pageSize)
@@ -162,7 +171,7 @@ def _run(port: ClusterPort, policy: Policy, task: str, reporter: Reporter, now: 
         return [], None, str(exc)
     tasks = {name: TASKS[name] for name in (tuple(TASKS) if task == "all" else (task,))}
     policies = inventory.scope(policy, namespaces)
-    return _Run(port, policy, policies, reporter, now, stop).plan_then_act(tasks)
+    return _Run(port, policy, policies, reporter, now).plan_then_act(tasks)
 
 
 @dataclass(frozen=True)
@@ -174,7 +183,6 @@ class _Run:
     policies: Mapping[str, ClusterPolicy]
     reporter: Reporter
     now: datetime
-    stop: threading.Event | None
 
     def plan_then_act(self, tasks: Mapping[str, _Task]
                       ) -> tuple[list[Outcome], str | None, str | None]:
@@ -218,7 +226,7 @@ class _Run:
         cluster = self.policy.cluster
         return ClusterExecutor(self.port, self.reporter, dry_run=self.reporter.dry_run,
                                events=cluster.events, concurrency=cluster.concurrency,
-                               replanners=replanners, stop=self.stop)
+                               replanners=replanners)
 
 
 def _joined(problems: list[str]) -> str | None:
@@ -246,13 +254,32 @@ def _annotated(outcome: Outcome) -> Action:
 
 
 @contextmanager
-def _sigterm_sets(stop: threading.Event) -> Iterator[None]:
+def _sigterm_halts(halt: Halt) -> Iterator[None]:
     """SIGTERM lets the requests in flight finish, skips the rest, and the summary is written."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    def on_sigterm(*_: object) -> None:
+        halt.set("stopped (SIGTERM)", failure=False)
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _deadline_halts(halt: Halt, deadline: timedelta | None) -> Iterator[None]:
+    """Past ``--deadline`` the run halts as on SIGTERM, so a CronJob whose
+    ``activeDeadlineSeconds`` is longer still gets its summary."""
+    if deadline is None:
+        yield
+        return
+    timer = threading.Timer(deadline.total_seconds(), halt.set,
+                            (f"the run's deadline ({format_duration(deadline)}) passed",))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

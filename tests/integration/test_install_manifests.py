@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from agents.units import parse_duration
 from scripts.localenv.controlplane import ControlPlane
 from tests import installation
 from tests.installation import TASKS, find
@@ -95,3 +96,8 @@ def test_cronjob_runs_its_task_once_as_non_root(docs: list[dict], task: str) -> 
     container = pod["containers"][0]
     _hardened(container)
     assert container["args"][:3] == ["cluster", "run", task]
+    [deadline] = [a.removeprefix("--deadline=") for a in container["args"]
+                  if a.startswith("--deadline=")]
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    assert parse_duration(deadline).total_seconds() + grace < job["activeDeadlineSeconds"], (
+        "the run must end, summary written, before Kubernetes kills it")

@@ -17,6 +17,7 @@ import pytest
 from kubernetes.client import ApiClient, Configuration
 
 from agents.cluster.api import ApiError, KubeApi
+from agents.cluster.halt import Halt
 from agents.cluster.resources import RESOURCES
 
 
@@ -60,10 +61,22 @@ def server() -> Iterator[Scripted]:
     httpd.server_close()
 
 
-def api_for(server: Scripted, slept: list[float]) -> KubeApi:
+class Sleepless(Halt):
+    """Records each wait instead of waiting; never halted unless told."""
+
+    def __init__(self, slept: list[float]):
+        super().__init__()
+        self.slept = slept
+
+    def wait(self, seconds: float) -> bool:
+        self.slept.append(seconds)
+        return self.is_set()
+
+
+def api_for(server: Scripted, slept: list[float], **options) -> KubeApi:
     configuration = Configuration(host=f"http://127.0.0.1:{server.server_port}")
     configuration.retries = False
-    return KubeApi(ApiClient(configuration), qps=0, sleep=slept.append)
+    return KubeApi(ApiClient(configuration), qps=0, halt=Sleepless(slept), **options)
 
 
 def status(code: int, message: str) -> dict:
@@ -166,7 +179,7 @@ def test_a_server_that_never_answers_is_status_zero_after_retries(server):
     server.shutdown()
     server.server_close()
     slept: list[float] = []
-    api = KubeApi(ApiClient(_unretried(f"http://127.0.0.1:{port}")), sleep=slept.append)
+    api = KubeApi(ApiClient(_unretried(f"http://127.0.0.1:{port}")), halt=Sleepless(slept))
     with pytest.raises(ApiError) as caught:
         api.get(RESOURCES["pod"], "apps", "p")
     assert caught.value.status == 0 and len(slept) == api.counter.retries == 5
@@ -176,3 +189,46 @@ def _unretried(host: str) -> Configuration:
     configuration = Configuration(host=host)
     configuration.retries = False
     return configuration
+
+
+def test_a_server_gone_for_longer_than_the_limit_halts_the_run(server):
+    """The circuit breaker: the first request retries until the limit, the next is not sent."""
+    port = server.server_port
+    server.shutdown()
+    server.server_close()
+    clock = iter(range(0, 1000, 10))
+    api = KubeApi(ApiClient(_unretried(f"http://127.0.0.1:{port}")), unreachable_after=25,
+                  halt=Sleepless([]), clock=lambda: next(clock))
+    with pytest.raises(ApiError) as first:
+        api.delete(RESOURCES["job"], "apps", "a", {"uid": "u1"})
+    assert first.value.sent and api.counter.total == 4  # down at 0, 10, 20, 30 s: halted
+    assert api.halt.unreachable and f"127.0.0.1:{port} has not answered for 30s" in (
+        api.halt.reason)
+    with pytest.raises(ApiError) as second:
+        api.delete(RESOURCES["job"], "apps", "b", {"uid": "u2"})
+    assert not second.value.sent and api.counter.total == 4
+    assert second.value.message.startswith("not sent: the API server")
+
+
+def test_an_answer_resets_the_breaker(server):
+    server.script = [(503, {}, status(503, "busy")), (200, {}, {}), (503, {}, status(503, "x")),
+                     (200, {}, {})]
+    clock = iter(range(0, 1000, 20))
+    api = api_for(server, [], unreachable_after=30, clock=lambda: next(clock))
+    api.get(RESOURCES["pod"], "apps", "p")
+    api.get(RESOURCES["pod"], "apps", "p")
+    assert not api.halt.is_set() and api.counter.total == 4
+
+
+def test_a_halt_interrupts_the_throttle_at_once(server):
+    halt = Halt()
+    configuration = _unretried(f"http://127.0.0.1:{server.server_port}")
+    server.script = [(200, {}, {})]
+    api = KubeApi(ApiClient(configuration), qps=0.001, halt=halt)
+    api.get(RESOURCES["pod"], "apps", "p")  # the first token is free; the next waits 1000 s
+    threading.Timer(0.2, halt.set, ("stopped (SIGTERM)",)).start()
+    started = time.monotonic()
+    with pytest.raises(ApiError) as caught:
+        api.get(RESOURCES["pod"], "apps", "p")
+    assert time.monotonic() - started < 5
+    assert not caught.value.sent and caught.value.message == "not sent: stopped (SIGTERM)"

@@ -260,15 +260,14 @@ def test_excluded_and_ignored_namespaces_are_untouched():
 
 def test_sigterm_before_acting_skips_every_mutation_and_still_writes_the_summary():
     port = cluster(job("a"))
-    stop = threading.Event()
-    stop.set()
+    port.halt.set("stopped (SIGTERM)", failure=False)
     stream = io.StringIO()
-    summary = run_tasks(port, policy(), "jobs", stream=stream, now=NOW, stop=stop)
+    summary = run_tasks(port, policy(), "jobs", stream=stream, now=NOW)
     [line] = report_lines.outcomes(report_lines.parse(stream.getvalue()))
     assert (line["action"], line["result"]) == ("delete", "skipped")
     assert "SIGTERM" in line["error"]
     assert port.find("job", "apps", "a") and port.writes == []
-    assert summary["results"] == {"skipped": 1}
+    assert summary["results"] == {"skipped": 1} and summary["error"] is None
 
 
 class Pipe(io.StringIO):
