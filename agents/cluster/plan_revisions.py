@@ -12,10 +12,11 @@ Policy ``cluster.revisionHistory``:
   oldest old revisions beyond the newest ``maxLimit``, with 0 replicas.
 - ``ownerlessReplicaSets`` (opt-in): ReplicaSets with no owner references and
   0 replicas that have been ownerless longer than ``olderThan`` are deleted
-  with ``action: patch``, reported with ``action: report``. The time they lost
-  their owner is their last metadata/spec write (``managedFields``), never
-  their creation: a months-old ReplicaSet orphaned a minute ago is a minute
-  old here. Without that history the age is unknown and the set is kept.
+  with ``action: patch``, reported with ``action: report``. The API server
+  records no time for the orphaning, so on first sight kubekeeper writes one
+  (annotation ``kubekeeper/ownerless-since``, under ``action: patch``) and the
+  age counts from there, or from any later write: a months-old ReplicaSet
+  orphaned a minute ago is never old. Until it is recorded, nothing is deleted.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from datetime import datetime
 from agents.actions import Action, Verb
 from agents.cluster.inventory import Inventory
 from agents.cluster.planning import act, deletion, guarded, rules_for
-from agents.cluster.records import Meta, ReplicaSet, Workload
+from agents.cluster.records import OWNERLESS_SINCE, Meta, ReplicaSet, Workload
 from agents.policy import ClusterPolicy, RevisionHistory
+from agents.report import rfc3339
 from agents.units import format_age, format_duration
 
 KUBERNETES_DEFAULT_LIMIT = 10
@@ -126,15 +128,25 @@ def _ownerless(sets: Iterable[ReplicaSet], policies: Mapping[str, ClusterPolicy]
 def _ownerless_action(rs: ReplicaSet, history: RevisionHistory, now: datetime
                       ) -> Action | None:
     rule, key = history.ownerlessReplicaSets, "revisionHistory.ownerlessReplicaSets"
-    if rs.changed is None:
-        return act(rs.meta, Verb.DELETE, key, "no owner, 0 replicas",
-                   skip="kept: the API server holds no managedFields time, so when it lost "
-                        "its owner is unknown")
-    age = now - rs.changed
+    if rs.ownerless_since is None:
+        return _record_ownerless(rs, history, now)
+    age = now - max(rs.ownerless_since, rs.changed or rs.ownerless_since)
     if age <= rule.olderThan:
         return None
-    why = (f"no owner, 0 replicas, unchanged since it lost its owner {format_age(age)} ago > "
+    why = (f"no owner, 0 replicas, ownerless and unchanged for {format_age(age)} > "
            f"{format_duration(rule.olderThan)}")
     if history.action != "patch" or rs.manifest is None:
         return act(rs.meta, Verb.REPORT, key, why)
     return deletion(rs.meta, key, why, rs.manifest)
+
+
+def _record_ownerless(rs: ReplicaSet, history: RevisionHistory, now: datetime) -> Action:
+    """First sight of an orphan: write down when, since the API server does not."""
+    key = "revisionHistory.ownerlessReplicaSets"
+    if history.action != "patch":
+        return act(rs.meta, Verb.REPORT, key, "no owner, 0 replicas; when it lost its owner is "
+                   "not recorded yet (kubekeeper records it under action: patch)")
+    patch = guarded(rs.meta, {"metadata": {"annotations": {OWNERLESS_SINCE: rfc3339(now)}}})
+    return act(rs.meta, Verb.PATCH, key, f"no owner, 0 replicas, first seen ownerless now: "
+               f"{OWNERLESS_SINCE} recorded, olderThan counts from here",
+               patch=patch, patchType="merge")

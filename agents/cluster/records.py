@@ -19,6 +19,7 @@ from agents.cluster.resources import RESOURCES
 from agents.policy import IGNORE_ANNOTATION
 
 _REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+OWNERLESS_SINCE = "kubekeeper/ownerless-since"
 _FINISHED_PHASES = ("Succeeded", "Failed")
 _DELETABLE = ("replicaset", "job", "pod")
 _SERVER_SET = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
@@ -79,11 +80,15 @@ class Workload:
 
 @dataclass(frozen=True, slots=True)
 class ReplicaSet:
-    """``changed`` is the latest write to its metadata or spec (``managedFields``).
+    """``ownerless_since``: when kubekeeper first saw it without an owner (its
+    ``kubekeeper/ownerless-since`` annotation). ``changed``: the latest write to
+    its metadata or spec (``managedFields``).
 
-    Losing the owner (``kubectl delete --cascade=orphan``) is such a write, so
-    ``changed`` is never earlier than the orphaning; None when the server kept
-    no field history.
+    Neither alone dates the orphaning: the garbage collector's removal of the
+    ownerReferences bumps no ``managedFields`` time, so an orphan's latest
+    write may be its creation. Their later one is never earlier than the
+    orphaning once kubekeeper has recorded it, and a human edit since only
+    makes the set younger.
     """
 
     meta: Meta
@@ -91,6 +96,7 @@ class ReplicaSet:
     replicas: int
     live_replicas: int
     revision: int | None
+    ownerless_since: datetime | None
     changed: datetime | None
     manifest: str | None
 
@@ -142,6 +148,15 @@ class LimitRange:
 
 def parse_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+def _time_or_none(text: Any) -> datetime | None:
+    """A time written by hand may be anything: what does not parse as one is no time."""
+    try:
+        parsed = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
 
 
 def manifest(kind: str, raw: dict) -> str:
@@ -238,6 +253,7 @@ def replicaset(raw: dict, manifests: bool = True) -> ReplicaSet:
     deletable = manifests and not meta.owners and replicas == 0 and live == 0
     return ReplicaSet(meta, containers_of((spec.get("template") or {}).get("spec")), replicas,
                       live, _int(annotations.get(_REVISION_ANNOTATION)),
+                      _time_or_none(annotations.get(OWNERLESS_SINCE)),
                       last_change(raw.get("metadata") or {}) if not meta.owners else None,
                       manifest("replicaset", raw) if deletable else None)
 

@@ -118,9 +118,11 @@ def test_ownerless_replicasets_are_deleted_only_when_opted_in(kube_api, namespac
     reported = OWNERLESS.replace("action: patch", "action: report")
 
     assert run_task(kube_api, policy_for(namespace), "revisions", now=later).lines == []
-    assert run_task(kube_api, policy_for(namespace, OWNERLESS), "revisions").lines == []
     only_said = run_task(kube_api, policy_for(namespace, reported), "revisions", now=later)
     assert only_said.line("replicaset", "orphan")["action"] == "report"
+    noted = run_task(kube_api, policy_for(namespace, OWNERLESS), "revisions")
+    assert noted.line("replicaset", "orphan")["action"] == "patch"
+    assert run_task(kube_api, policy_for(namespace, OWNERLESS), "revisions").lines == []
     assert set(replicasets_any(apps, namespace)) == {"orphan", "busy"}
     run = run_task(kube_api, policy_for(namespace, OWNERLESS), "revisions", now=later)
 
@@ -135,7 +137,8 @@ def test_ownerless_replicasets_are_deleted_only_when_opted_in(kube_api, namespac
 
 
 def test_a_replicaset_orphaned_a_moment_ago_is_young_however_old_it_is(kube_api, namespace):
-    """``kubectl delete deploy --cascade=orphan``: the age counts from the orphaning."""
+    """``kubectl delete deploy --cascade=orphan`` bumps no managedFields time: the age
+    counts from kubekeeper's own record of first seeing it ownerless."""
     apps = AppsV1Api(kube_api)
     deployment_with_revisions(kube_api, namespace, 1)
     time.sleep(4)
@@ -145,13 +148,16 @@ def test_a_replicaset_orphaned_a_moment_ago_is_young_however_old_it_is(kube_api,
              what="the ReplicaSet orphaned by the garbage collector")
     policy = policy_for(namespace, OWNERLESS.replace("5m", "3s"))
 
-    run = run_task(kube_api, policy, "revisions")
+    first = run_task(kube_api, policy, "revisions")
 
-    assert run.lines == []
-    assert len(replicasets_any(apps, namespace)) == 1
+    [noted] = first.lines
+    assert (noted["action"], noted["result"]) == ("patch", "done")
+    [rs] = apps.list_namespaced_replica_set(namespace).items
+    assert "kubekeeper/ownerless-since" in rs.metadata.annotations
+    assert run_task(kube_api, policy, "revisions").lines == []
     later = run_task(kube_api, policy, "revisions", now=datetime.now(UTC) + timedelta(seconds=5))
     [line] = later.lines
-    assert (line["kind"], line["result"]) == ("replicaset", "done")
+    assert (line["kind"], line["action"], line["result"]) == ("replicaset", "delete", "done")
     assert replicasets_any(apps, namespace) == []
 
 

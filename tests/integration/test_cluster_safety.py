@@ -206,7 +206,9 @@ def test_forbidden_names_the_missing_permission_and_the_run_goes_on(kube_api, na
     core = CoreV1Api(kube_api)
     core.create_namespaced_pod(namespace, {"metadata": {"name": "leftover"}, "spec": {
         "restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}})
-    core.patch_namespaced_pod_status("leftover", namespace, {"status": {"phase": "Succeeded"}})
+    core.patch_namespaced_pod_status("leftover", namespace, {"status": {
+        "phase": "Succeeded", "conditions": [{"type": "Ready", "status": "False",
+                                              "lastTransitionTime": ago(minutes=1).isoformat()}]}})
     rules = "completedJobs: {action: delete, orphanPods: true, succeededTTL: 0s}"
 
     run = run_task(narrow_client, policy_for(namespace, rules), "jobs")

@@ -33,18 +33,22 @@ def deployment(name: str, limit: int | None = None, revision: int = 6,
 
 def replicaset(name: str, revision: int | None = None, owner: str | None = "web",
                replicas: int = 0, age: timedelta = timedelta(days=30),
-               orphaned: timedelta | None = timedelta(days=30)) -> records.ReplicaSet:
-    """``orphaned``: how long ago its metadata was last written (None: no managedFields)."""
+               recorded: timedelta | None = timedelta(days=30),
+               written: timedelta | None = None) -> records.ReplicaSet:
+    """``recorded``: how long ago kubekeeper noted it ownerless (None: not yet);
+    ``written``: how long ago its metadata or spec last changed (default: at creation)."""
     meta: dict = {"name": name, "namespace": "apps", "uid": f"uid-{name}",
-                  "resourceVersion": "4", "creationTimestamp": rfc3339(NOW - age)}
-    if orphaned is not None:
-        meta["managedFields"] = [
-            {"manager": "kube-controller-manager", "operation": "Update",
-             "time": rfc3339(NOW - orphaned)},
-            {"manager": "kube-controller-manager", "operation": "Update",
-             "subresource": "status", "time": rfc3339(NOW)}]
+                  "resourceVersion": "4", "creationTimestamp": rfc3339(NOW - age),
+                  "annotations": {}}
+    meta["managedFields"] = [
+        {"manager": "kube-controller-manager", "operation": "Update",
+         "time": rfc3339(NOW - (written or age))},
+        {"manager": "kube-controller-manager", "operation": "Update",
+         "subresource": "status", "time": rfc3339(NOW)}]
+    if recorded is not None:
+        meta["annotations"]["kubekeeper/ownerless-since"] = rfc3339(NOW - recorded)
     if revision is not None:
-        meta["annotations"] = {"deployment.kubernetes.io/revision": str(revision)}
+        meta["annotations"]["deployment.kubernetes.io/revision"] = str(revision)
     if owner:
         meta["ownerReferences"] = [{"kind": "Deployment", "name": owner, "uid": f"uid-{owner}",
                                     "controller": True}]
@@ -108,13 +112,12 @@ OWNERLESS = "{action: patch, ownerlessReplicaSets: {enabled: true, olderThan: 7d
 
 def test_ownerless_replicasets_are_deleted_only_when_opted_in():
     sets = (replicaset("orphan", owner=None), replicaset("busy", owner=None, replicas=1),
-            replicaset("young", owner=None, age=timedelta(days=1), orphaned=timedelta(days=1)),
-            replicaset("owned"))
+            replicaset("young", owner=None, recorded=timedelta(days=1)), replicaset("owned"))
     assert plan(Inventory(replicaset=sets)) == []
     [action] = plan(Inventory(replicaset=sets), policies(OWNERLESS))
     assert (action.name, action.verb, action.rule) == (
         "orphan", Verb.DELETE, "revisionHistory.ownerlessReplicaSets")
-    assert action.why == ("no owner, 0 replicas, unchanged since it lost its owner 30d ago > 7d")
+    assert action.why == "no owner, 0 replicas, ownerless and unchanged for 30d > 7d"
     manifest = json.loads(action.details["manifest"])
     assert (manifest["apiVersion"], manifest["kind"], manifest["spec"]) == (
         "apps/v1", "ReplicaSet", {"replicas": 0})
@@ -127,13 +130,27 @@ def test_ownerless_replicasets_are_only_reported_unless_the_section_patches():
     assert (action.verb, action.mutates) == (Verb.REPORT, False)
 
 
-def test_an_old_replicaset_orphaned_a_minute_ago_is_young():
-    sets = (replicaset("orphan", owner=None, age=timedelta(days=90),
-                       orphaned=timedelta(minutes=1)),)
+def test_an_old_replicaset_first_seen_ownerless_is_only_noted_however_old_it_is():
+    sets = (replicaset("orphan", owner=None, age=timedelta(days=90), recorded=None),)
+    [action] = plan(Inventory(replicaset=sets), policies(OWNERLESS))
+    assert (action.verb, action.destructive) == (Verb.PATCH, False)
+    assert action.details["patch"]["metadata"] == {
+        "annotations": {"kubekeeper/ownerless-since": rfc3339(NOW)}, "resourceVersion": "4"}
+    reported = policies(OWNERLESS.replace("action: patch", "action: report"))
+    [said] = plan(Inventory(replicaset=sets), reported)
+    assert said.verb is Verb.REPORT and "not recorded yet" in said.why
+
+
+def test_a_write_after_the_record_makes_it_young_again():
+    sets = (replicaset("orphan", owner=None, recorded=timedelta(days=30),
+                       written=timedelta(hours=1)),)
     assert plan(Inventory(replicaset=sets), policies(OWNERLESS)) == []
 
 
-def test_an_ownerless_replicaset_without_field_history_is_kept_and_says_why():
-    sets = (replicaset("orphan", owner=None, orphaned=None),)
-    [action] = plan(Inventory(replicaset=sets), policies(OWNERLESS))
-    assert not action.mutates and "managedFields" in action.skip
+def test_a_record_that_is_not_a_time_is_no_record():
+    rs = replicaset("orphan", owner=None)
+    raw_annotations = {"kubekeeper/ownerless-since": "last tuesday"}
+    broken = records.replicaset({"kind": "ReplicaSet", "metadata": {
+        "name": "orphan", "namespace": "apps", "uid": "u", "resourceVersion": "4",
+        "annotations": raw_annotations}, "spec": {"replicas": 0}})
+    assert rs.ownerless_since is not None and broken.ownerless_since is None
