@@ -54,11 +54,11 @@ class ClusterExecutor:
     """Carries out one run's plan; the only place a dry run differs from a real one."""
 
     def __init__(self, port: ClusterPort, reporter: Reporter, *, dry_run: bool, events: bool,
-                 concurrency: int, replanners: Mapping[str, Replanner]):
+                 concurrency: int, replanners: Mapping[str, Replanner], gate: NamespaceGate):
         self._port, self._reporter = port, reporter
         self._dry_run, self._events = dry_run, events
         self._concurrency, self._replanners = concurrency, replanners
-        self._gate = NamespaceGate(port)
+        self._gate = gate
 
     def run(self, planned: Sequence[tuple[str, Action]], aborted: str | None = None
             ) -> list[Outcome]:

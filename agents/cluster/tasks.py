@@ -22,6 +22,7 @@ import io
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -36,6 +37,7 @@ from agents.cluster.connection import SERVICE, connect
 from agents.cluster.executor import ClusterExecutor, Replanner
 from agents.cluster.halt import Halt
 from agents.cluster.inventory import Inventory
+from agents.cluster.namespace_gate import NamespaceGate
 from agents.cluster.resources import RESOURCES
 from agents.policy import ClusterPolicy, Policy, ResourceRequests
 from agents.report import Reporter, choose_format, plan_table
@@ -164,6 +166,7 @@ def _run(port: ClusterPort, policy: Policy, task: str, reporter: Reporter, now: 
          ) -> tuple[list[Outcome], str | None, str | None]:
     """List, plan, check the cap, execute: the outcomes, the cap's refusal and any error."""
     try:
+        listed_at = time.monotonic()
         namespaces = inventory.list_namespaces(port, policy.cluster.pageSize)
     except ApiError as exc:
         if exc.status == 0:
@@ -171,7 +174,8 @@ def _run(port: ClusterPort, policy: Policy, task: str, reporter: Reporter, now: 
         return [], None, str(exc)
     tasks = {name: TASKS[name] for name in (tuple(TASKS) if task == "all" else (task,))}
     policies = inventory.scope(policy, namespaces)
-    return _Run(port, policy, policies, reporter, now).plan_then_act(tasks)
+    gate = NamespaceGate(port, policies, listed_at)
+    return _Run(port, policy, policies, reporter, now, gate).plan_then_act(tasks)
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,7 @@ class _Run:
     policies: Mapping[str, ClusterPolicy]
     reporter: Reporter
     now: datetime
+    gate: NamespaceGate
 
     def plan_then_act(self, tasks: Mapping[str, _Task]
                       ) -> tuple[list[Outcome], str | None, str | None]:
@@ -226,7 +231,7 @@ class _Run:
         cluster = self.policy.cluster
         return ClusterExecutor(self.port, self.reporter, dry_run=self.reporter.dry_run,
                                events=cluster.events, concurrency=cluster.concurrency,
-                               replanners=replanners)
+                               replanners=replanners, gate=self.gate)
 
 
 def _joined(problems: list[str]) -> str | None:

@@ -1,0 +1,167 @@
+"""Faults on the real control plane: the API server lost mid-run, a run past its
+deadline, SIGTERM during a throttle wait, and a namespace opted out mid-run.
+Each run ends in bounded time with a complete report."""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
+
+from agents.cli import main
+from agents.cluster.api import KubeApi
+from scripts.localenv.kube_jobs import finish_job, job
+from tests import report_lines
+from tests.cluster_runs import ago, policy_for, run_task
+from tests.tcp_proxy import TcpProxy
+
+DELETE = "completedJobs: {action: delete}"
+
+
+def old_jobs(client: ApiClient, namespace: str, count: int) -> list[str]:
+    batch = BatchV1Api(client)
+    names = [f"old-{i:02d}" for i in range(count)]
+    for name in names:
+        batch.create_namespaced_job(namespace, job(name))
+        finish_job(batch, namespace, name, succeeded=True, started=ago(days=3),
+                   finished=ago(days=3))
+    return names
+
+
+def job_names(client: ApiClient, namespace: str) -> set[str]:
+    return {j.metadata.name for j in BatchV1Api(client).list_namespaced_job(namespace).items
+            if not j.metadata.deletion_timestamp}
+
+
+class CutAfter(KubeApi):
+    """The real port through a proxy that is cut just before the ``deletes + 1``-th delete."""
+
+    def __init__(self, client: ApiClient, proxy: TcpProxy, deletes: int, **options):
+        super().__init__(client, **options)
+        self._proxy, self._left = proxy, deletes
+
+    def delete(self, resource, namespace, name, preconditions, dry_run=False):
+        if self._left == 0:
+            self._proxy.cut()
+        self._left -= 1
+        return super().delete(resource, namespace, name, preconditions, dry_run)
+
+
+def through(client: ApiClient, proxy: TcpProxy) -> ApiClient:
+    configuration = copy.copy(client.configuration)
+    configuration.host = f"https://127.0.0.1:{proxy.port}"
+    configuration.retries = False
+    return ApiClient(configuration)
+
+
+def test_losing_the_api_server_halts_the_run_and_names_it(kube_api, namespace):
+    names = old_jobs(kube_api, namespace, 12)
+    server = urlparse(kube_api.configuration.host)
+    proxy = TcpProxy((server.hostname, server.port))
+    client = through(kube_api, proxy)
+    api = CutAfter(client, proxy, deletes=3, unreachable_after=2)
+    rules = f"{DELETE}\nconcurrency: 1"
+
+    run = run_task(client, policy_for(namespace, rules), "jobs", api=api)
+
+    assert {line["name"] for line in run.lines} == set(names)
+    results = [line["result"] for line in run.lines]
+    assert results.count("done") == 3
+    skipped = [line for line in run.lines if line["result"] == "skipped"]
+    assert len(skipped) >= 8
+    assert all(line["error"].startswith(
+        f"not sent: the API server {client.configuration.host} has not answered for")
+        or line["error"].startswith("not started: the API server") for line in skipped)
+    assert run.summary["error"].startswith(f"halted: the API server {client.configuration.host}")
+    assert api.halt.unreachable and api.counter.total < 25
+    assert len(job_names(kube_api, namespace)) == 9
+
+
+def policy_file(tmp_path: Path, namespace: str, cluster: dict) -> Path:
+    path = tmp_path / "policies.yaml"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "kubekeeper/v1", "dryRun": False,
+        "cluster": {"namespaces": {"include": [namespace]},
+                    "completedJobs": {"action": "delete"}, **cluster}}))
+    return path
+
+
+def test_a_run_past_its_deadline_skips_the_rest_and_says_so(kube_api, namespace, control_plane,
+                                                            tmp_path, capsys):
+    names = old_jobs(kube_api, namespace, 10)
+    path = policy_file(tmp_path, namespace, {"apiQPS": 2, "concurrency": 1})
+
+    code = main(["cluster", "run", "jobs", "--policy", str(path), "--kubeconfig",
+                 str(control_plane.kubeconfig), "--log-format", "json", "--deadline", "2s"])
+
+    lines = report_lines.parse(capsys.readouterr().out)
+    summary, outcomes = lines[-1], report_lines.outcomes(lines)
+    assert code == 1
+    assert summary["error"] == "halted: the run's deadline (2s) passed"
+    assert {line["name"] for line in outcomes} == set(names)
+    skipped = [line for line in outcomes if line["result"] == "skipped"]
+    assert skipped and all("the run's deadline (2s) passed" in line["error"] for line in skipped)
+    assert len(job_names(kube_api, namespace)) == len(skipped)
+
+
+def test_sigterm_during_a_throttle_wait_ends_the_run_with_a_summary(kube_api, namespace,
+                                                                    control_plane, tmp_path):
+    old_jobs(kube_api, namespace, 2)
+    path = policy_file(tmp_path, namespace, {"apiQPS": 0.001})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agents", "cluster", "run", "jobs", "--policy", str(path),
+         "--kubeconfig", str(control_plane.kubeconfig), "--log-format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # the namespace list went out; the next request waits 1000 s for a token
+    process.send_signal(signal.SIGTERM)
+    try:
+        out, err = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError("still running 20 s after SIGTERM") from None
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["event"] == "run.summary", err
+    assert "not sent: stopped (SIGTERM)" in summary["error"]
+    assert job_names(kube_api, namespace) == {"old-00", "old-01"}
+
+
+class OptOutAfter(KubeApi):
+    """The real port; the namespace is annotated kubekeeper/ignore after ``deletes`` deletes."""
+
+    def __init__(self, client: ApiClient, namespace: str, deletes: int, qps: float):
+        super().__init__(client, qps=qps)
+        self._namespace, self._left = namespace, deletes
+        self.opted_out_at: float | None = None
+
+    def delete(self, resource, namespace, name, preconditions, dry_run=False):
+        answer = super().delete(resource, namespace, name, preconditions, dry_run)
+        self._left -= 1
+        if self._left == 0:
+            CoreV1Api(self.client).patch_namespace(self._namespace, {"metadata": {
+                "annotations": {"kubekeeper/ignore": "true"}}})
+            self.opted_out_at = time.monotonic()
+        return answer
+
+
+def test_a_namespace_opted_out_mid_run_is_left_alone_from_then_on(kube_api, namespace):
+    names = old_jobs(kube_api, namespace, 30)
+    api = OptOutAfter(kube_api, namespace, deletes=3, qps=5)
+    rules = f"{DELETE}\nconcurrency: 1"
+
+    run = run_task(kube_api, policy_for(namespace, rules), "jobs", api=api)
+
+    assert {line["name"] for line in run.lines} == set(names)
+    skipped = [line for line in run.lines if line["result"] == "skipped"]
+    assert skipped and {line["error"] for line in skipped} == {
+        f"namespace {namespace} opted out (kubekeeper/ignore) during the run"}
+    done = [line for line in run.lines if line["result"] == "done"]
+    assert len(done) <= 3 + 2 * 5 + 1  # the 2 s window at 5 requests/s, and one in flight
+    assert job_names(kube_api, namespace) == {line["name"] for line in skipped}
