@@ -56,6 +56,9 @@ class Action:
     bytes: int | None = None
     details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     skip: str | None = None
+    sealed: str | None = field(default=None, repr=False)
+    """The complete manifest of an object to delete, for the recycle bin only: never
+    written to a report line (``details["manifest"]`` is the redacted one)."""
 
     @property
     def reason(self) -> str:

@@ -22,6 +22,7 @@ from agents import units
 RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 _LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _KIND = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
 _SCHEDULE_HINT = "write a cron string or {every: 30m}"
 
@@ -93,6 +94,14 @@ def labels(value: Any) -> Mapping[str, str]:
             raise ValueError(f"label {key}: {_show(item)} must be a string "
                              f"(quote it: \"{_show(item)}\")")
     return MappingProxyType(dict(value))
+
+
+def dns_label(value: Any) -> str:
+    """A namespace name: lower-case letters, digits and '-', at most 63."""
+    if not isinstance(value, str) or not _DNS_LABEL.match(value):
+        raise ValueError(f"{_show(value)} is not a namespace name (a DNS label such as "
+                         "kubekeeper-system)")
+    return value
 
 
 def kinds(value: Any) -> tuple[str, ...]:

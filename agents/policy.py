@@ -201,6 +201,17 @@ class CompletedJobs:
 
 
 @dataclass(frozen=True)
+class RecycleBin:
+    enabled: bool = setting(checks.boolean, True,
+                            "Keep each deleted object's complete manifest in a Secret.")
+    namespace: str = setting(checks.dns_label, "kubekeeper-system",
+                             "Where the recycle-bin Secrets live.")
+    keepFor: timedelta = setting(checks.duration, "7d",
+                                 "How long a recycle bin is kept; later runs prune it.",
+                                 checks.render_duration)
+
+
+@dataclass(frozen=True)
 class ClusterPolicy:
     apiQPS: float = setting(checks.qps, 20, "Client-side API request rate limit (0: unlimited).",
                             checks.render_number)
@@ -212,6 +223,7 @@ class ClusterPolicy:
     events: bool = setting(checks.boolean, True,
                            "Record an Event on each patched or deleted object.")
     namespaces: NamespaceScope = section(NamespaceScope, "Which namespaces the tasks touch.")
+    recycleBin: RecycleBin = section(RecycleBin, "Complete manifests of what was deleted.")
     resourceRequests: ResourceRequests = section(ResourceRequests, "The requests task.")
     revisionHistory: RevisionHistory = section(RevisionHistory, "The revisions task.")
     completedJobs: CompletedJobs = section(CompletedJobs, "The jobs task.")

@@ -47,9 +47,11 @@ class MemoryPort:
         return self.objects.get((kind, namespace, name))
 
     def list_all(self, resource: Resource, field_selector: str | None = None,
-                 page_size: int = 500) -> Iterator[dict]:
-        items = [copy.deepcopy(o) for (kind, _, _), o in sorted(self.objects.items())
-                 if kind == resource.kind and _selected(o, field_selector)]
+                 page_size: int = 500, namespace: str | None = None,
+                 label_selector: str | None = None) -> Iterator[dict]:
+        items = [copy.deepcopy(o) for (kind, ns, _), o in sorted(self.objects.items())
+                 if kind == resource.kind and _selected(o, field_selector)
+                 and namespace in (None, ns) and _labelled(o, label_selector)]
         for start in range(0, max(len(items), 1), page_size):
             self._count("list", resource, "")
             yield from items[start:start + page_size]
@@ -123,6 +125,13 @@ def _selected(obj: dict, field_selector: str | None) -> bool:
         if (actual == value) == negated:
             return False
     return True
+
+
+def _labelled(obj: dict, label_selector: str | None) -> bool:
+    """``k=v`` conjunctions, the only label selector form the tasks send."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, _, v in
+               (term.partition("=") for term in (label_selector or "").split(",") if term))
 
 
 def _merge(target: Any, patch: Any, strategic: bool) -> Any:

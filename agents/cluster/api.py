@@ -78,7 +78,8 @@ class ClusterPort(Protocol):
         ...
 
     def list_all(self, resource: Resource, field_selector: str | None = None,
-                 page_size: int = 500) -> Iterator[dict]: ...
+                 page_size: int = 500, namespace: str | None = None,
+                 label_selector: str | None = None) -> Iterator[dict]: ...
 
     def get(self, resource: Resource, namespace: str, name: str) -> dict: ...
 
@@ -140,8 +141,10 @@ class KubeApi:
         return self.client.configuration.host
 
     def list_all(self, resource: Resource, field_selector: str | None = None,
-                 page_size: int = 500) -> Iterator[dict]:
-        """Every object of the resource in the cluster, at most two pages in memory.
+                 page_size: int = 500, namespace: str | None = None,
+                 label_selector: str | None = None) -> Iterator[dict]:
+        """Every object of the resource in the cluster (or ``namespace``), at most two
+        pages in memory.
 
         The next page is requested as soon as a page arrives, so the server builds
         it while the caller works through this one.
@@ -156,8 +159,10 @@ class KubeApi:
             query = [("limit", page_size)] + ([("continue", token)] if token else [])
             if field_selector:
                 query.append(("fieldSelector", field_selector))
-            return fetcher.submit(self._send, "GET", resource, None, resource.path(), query,
-                                  verb="list")
+            if label_selector:
+                query.append(("labelSelector", label_selector))
+            return fetcher.submit(self._send, "GET", resource, namespace,
+                                  resource.path(namespace), query, verb="list")
 
         token, expired = None, 0
         with ThreadPoolExecutor(1, thread_name_prefix=f"list-{resource.plural}") as fetcher:

@@ -15,8 +15,10 @@ known, so a run killed half-way leaves the record of what it did.
   decision is carried out (at most ``MAX_REPLANS`` times).
 - Any other error (403 names verb, resource and namespace) fails that action
   only; the run goes on.
-- Write-ahead: in a real run every mutation's ``action.intent`` line (with the
-  manifest the planner saw, for a delete) is flushed before the request is sent.
+- Write-ahead: in a real run every deletion's complete manifest is first kept
+  in the recycle bin, then every mutation's ``action.intent`` line (with the
+  redacted manifest and where the complete one is) is flushed, and only then
+  is the request sent.
 - With ``cluster.events``, a real run posts an Event on the object after its
   outcome line: ``Normal`` for a patch or delete done, ``Warning`` for an
   action that failed or that its planner kept. Run-wide refusals (the cap, a
@@ -33,6 +35,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from types import MappingProxyType
 
 from loguru import logger
 
@@ -40,6 +43,7 @@ from agents.actions import Action, Outcome, Result, Verb, refused
 from agents.cluster import events
 from agents.cluster.api import ApiError, ClusterPort
 from agents.cluster.namespace_gate import NamespaceGate
+from agents.cluster.recycle_bin import RecycleBin
 from agents.cluster.resources import RESOURCES
 from agents.report import Reporter
 
@@ -54,11 +58,12 @@ class ClusterExecutor:
     """Carries out one run's plan; the only place a dry run differs from a real one."""
 
     def __init__(self, port: ClusterPort, reporter: Reporter, *, dry_run: bool, events: bool,
-                 concurrency: int, replanners: Mapping[str, Replanner], gate: NamespaceGate):
+                 concurrency: int, replanners: Mapping[str, Replanner], gate: NamespaceGate,
+                 recycle_bin: RecycleBin | None = None):
         self._port, self._reporter = port, reporter
         self._dry_run, self._events = dry_run, events
         self._concurrency, self._replanners = concurrency, replanners
-        self._gate = gate
+        self._gate, self._bin = gate, recycle_bin
 
     def run(self, planned: Sequence[tuple[str, Action]], aborted: str | None = None
             ) -> list[Outcome]:
@@ -72,7 +77,36 @@ class ClusterExecutor:
                 outcomes.append(self._report(task, refused(action, aborted)))
             else:
                 mutations.append((task, action))
-        return outcomes + self._in_pool(mutations)
+        kept, refusals = self._binned(mutations)
+        outcomes += [self._finish(task, outcome) for task, outcome in refusals]
+        return outcomes + self._in_pool(kept)
+
+    def _binned(self, mutations: list[tuple[str, Action]]
+                ) -> tuple[list[tuple[str, Action]], list[tuple[str, Outcome]]]:
+        """Keep every complete manifest in the recycle bin before any deletion starts.
+
+        Each deletion then names where its manifest is; one whose manifest could
+        not be kept is refused, since nothing is deleted without it.
+        """
+        if self._bin is None or self._port.halt.is_set():
+            return mutations, []
+        kept, refusals = [], []
+        for task in dict.fromkeys(t for t, _ in mutations):
+            mine = [a for t, a in mutations if t == task]
+            sealed = [a for a in mine if a.destructive and a.sealed]
+            where, missing = self._bin.keep(task, sealed)
+            binned = {id(a): i for i, a in enumerate(sealed)}
+            for action in mine:
+                index = binned.get(id(action))
+                if index in missing:
+                    refusals.append((task, Outcome(action, Result.SKIPPED,
+                                                   error=missing[index])))
+                elif index is not None:
+                    kept.append((task, replace(action, details=MappingProxyType(
+                        {**action.details, "recycle_bin": where[index]}))))
+                else:
+                    kept.append((task, action))
+        return kept, refusals
 
     def _in_pool(self, mutations: list[tuple[str, Action]]) -> list[Outcome]:
         """Run mutations on ``concurrency`` workers that each take the next one when free.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
 from agents.actions import Action, Verb
 from agents.cluster.records import Meta
+from agents.cluster.redaction import redacted_manifest
 from agents.policy import ClusterPolicy
 from agents.report import RawJSON
 
@@ -32,13 +34,16 @@ def act(meta: Meta, verb: Verb, rule: str, why: str, skip: str | None = None,
 
 
 def deletion(meta: Meta, rule: str, why: str, manifest: str) -> Action:
-    """A delete of exactly the version planned on, carrying its manifest for the report.
+    """A delete of exactly the version planned on, carrying its manifest.
 
-    The manifest stays the compact JSON text it was listed as: the report embeds
-    it as is, so a 10,000-Job run never re-parses or re-encodes it.
+    The report gets the redacted manifest (``redaction.py``); the complete one
+    rides along sealed, for the recycle bin. Both stay compact JSON text, which
+    the report embeds as is.
     """
-    return act(meta, Verb.DELETE, rule, why, manifest=RawJSON(manifest),
-               preconditions={"uid": meta.uid, "resourceVersion": meta.resource_version})
+    return replace(act(meta, Verb.DELETE, rule, why, manifest=RawJSON(redacted_manifest(manifest)),
+                       preconditions={"uid": meta.uid,
+                                      "resourceVersion": meta.resource_version}),
+                   sealed=manifest)
 
 
 def guarded(meta: Meta, patch: dict) -> dict:

@@ -36,6 +36,7 @@ RESOURCES: dict[str, Resource] = {r.kind: r for r in (
     Resource("pod", "Pod", _CORE, "pods"),
     Resource("limitrange", "LimitRange", _CORE, "limitranges"),
     Resource("event", "Event", _CORE, "events"),
+    Resource("secret", "Secret", _CORE, "secrets"),
     Resource("deployment", "Deployment", _APPS, "deployments"),
     Resource("statefulset", "StatefulSet", _APPS, "statefulsets"),
     Resource("daemonset", "DaemonSet", _APPS, "daemonsets"),

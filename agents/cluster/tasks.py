@@ -31,18 +31,27 @@ from typing import IO, Any
 
 from agents import errors
 from agents.actions import Action, Outcome, Result, over_cap
-from agents.cluster import inventory, plan_jobs, plan_requests, plan_revisions, records
+from agents.cluster import (
+    inventory,
+    plan_jobs,
+    plan_requests,
+    plan_revisions,
+    records,
+    recycle_bin,
+)
 from agents.cluster.api import ApiError, ClusterPort
 from agents.cluster.connection import SERVICE, connect
 from agents.cluster.executor import ClusterExecutor, Replanner
 from agents.cluster.halt import Halt
 from agents.cluster.inventory import Inventory
 from agents.cluster.namespace_gate import NamespaceGate
+from agents.cluster.recycle_bin import RecycleBin
 from agents.cluster.resources import RESOURCES
 from agents.policy import ClusterPolicy, Policy, ResourceRequests
 from agents.report import Reporter, choose_format, plan_table
 from agents.units import format_duration
 
+BIN_TASK = "recycle-bin"
 Planner = Callable[[Inventory, Mapping[str, ClusterPolicy], datetime], list[Action]]
 
 
@@ -225,13 +234,30 @@ class _Run:
             planned += [(name, a) for a in able.plan(snapshot, self.policies, self.now)]
             replanners[name] = _replanner(self.port, able.plan, snapshot, self.policies,
                                           self.now)
+        if manifests and self.policy.cluster.recycleBin.enabled:
+            planned += self._expired_bins(problems)
+            replanners[BIN_TASK] = lambda action: None  # our own bin changed: leave it
         return planned, problems, replanners
+
+    def _expired_bins(self, problems: list[str]) -> list[tuple[str, Action]]:
+        settings = self.policy.cluster.recycleBin
+        try:
+            secrets = list(self.port.list_all(RESOURCES["secret"], namespace=settings.namespace,
+                                              label_selector=recycle_bin.SELECTOR))
+        except ApiError as err:
+            problems.append(f"{BIN_TASK}: cannot list the recycle bins: {err}")
+            return []
+        return [(BIN_TASK, a) for a in recycle_bin.expired(secrets, self.now)]
 
     def _executor(self, replanners: dict[str, Replanner]) -> ClusterExecutor:
         cluster = self.policy.cluster
+        settings = cluster.recycleBin
+        keeps = settings.enabled and not self.reporter.dry_run
+        bin_ = RecycleBin(self.port, settings.namespace, settings.keepFor, self.reporter.run_id,
+                          self.now) if keeps else None
         return ClusterExecutor(self.port, self.reporter, dry_run=self.reporter.dry_run,
                                events=cluster.events, concurrency=cluster.concurrency,
-                               replanners=replanners, gate=self.gate)
+                               replanners=replanners, gate=self.gate, recycle_bin=bin_)
 
 
 def _joined(problems: list[str]) -> str | None:

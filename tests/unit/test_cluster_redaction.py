@@ -1,0 +1,82 @@
+"""Redaction of report manifests, and the recycle bin's pure parts, on plain data."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from agents.actions import Action, Verb
+from agents.cluster import recycle_bin
+from agents.cluster.redaction import digest, redact, redacted_manifest
+
+JOB = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+    "name": "migrate", "labels": {"app": "db"}, "annotations": {
+        "kubectl.kubernetes.io/last-applied-configuration": '{"env":"hunter2"}',
+        "team": "payments", "vault.io/token": "s.abc"}},
+    "spec": {"template": {"spec": {
+        "containers": [{
+            "name": "main", "image": "migrate:1",
+            "env": [{"name": "DB_PASSWORD", "value": "hunter2"}, {"name": "MODE", "value": "x"},
+                    {"name": "FROM_SECRET", "valueFrom": {
+                        "secretKeyRef": {"name": "db", "key": "password"}}}],
+            "args": ["--db-password=hunter2", "--api-key", "k-123", "--verbose"]}],
+        "tolerations": [{"key": "dedicated", "operator": "Exists"}]}}}}
+
+
+def test_no_secret_survives_and_the_shape_does():
+    out = redact(JOB)
+    text = json.dumps(out)
+    for secret in ("hunter2", "s.abc", "k-123"):
+        assert secret not in text
+    container = out["spec"]["template"]["spec"]["containers"][0]
+    assert [e["name"] for e in container["env"]] == ["DB_PASSWORD", "MODE", "FROM_SECRET"]
+    assert container["env"][0]["value"] == digest("hunter2")
+    assert container["env"][2]["valueFrom"] == {"secretKeyRef": {"name": "db", "key": "password"}}
+    assert container["args"] == ["--db-password=" + digest("hunter2"), "--api-key",
+                                 digest("k-123"), "--verbose"]
+    assert out["metadata"]["annotations"]["team"] == "payments"
+    assert out["metadata"]["labels"] == {"app": "db"}
+    assert out["spec"]["template"]["spec"]["tolerations"] == [
+        {"key": "dedicated", "operator": "Exists"}]
+
+
+def test_the_manifest_text_is_redacted_as_compact_json():
+    assert "hunter2" not in redacted_manifest(json.dumps(JOB))
+    assert json.loads(redacted_manifest(json.dumps(JOB)))["kind"] == "Job"
+
+
+def action(name: str, size: int) -> Action:
+    return Action(kind="job", name=name, namespace="apps", id=f"{name}-uid-0123456789",
+                  verb=Verb.DELETE, rule="r", why="w", sealed="x" * size)
+
+
+def test_chunks_stay_under_the_limit_and_keep_the_order():
+    actions = [action(f"j{i}", 400) for i in range(5)]
+    groups = recycle_bin.chunks(actions, limit=1000)
+    assert [[a.name for a in g] for g in groups] == [["j0", "j1"], ["j2", "j3"], ["j4"]]
+    assert recycle_bin.chunks([action("big", 5000)], limit=1000)[0][0].name == "big"
+
+
+def test_each_entry_is_a_valid_secret_key_naming_the_object():
+    key = recycle_bin.entry_key(action("weird:name/x", 1))
+    assert key == "job.apps.weird_name_x.weird_na"
+
+
+NOW = datetime(2026, 12, 2, tzinfo=UTC)
+
+
+def bin_secret(name: str, expires: str | None) -> dict:
+    annotations = {recycle_bin.EXPIRES: expires} if expires else {}
+    return {"metadata": {"name": name, "namespace": "kubekeeper-system", "uid": f"u-{name}",
+                         "resourceVersion": "5", "annotations": annotations}}
+
+
+def test_only_bins_past_their_expiry_are_pruned():
+    secrets = [bin_secret("old", (NOW - timedelta(hours=1)).isoformat()),
+               bin_secret("fresh", (NOW + timedelta(days=1)).isoformat()),
+               bin_secret("unreadable", "someday"), bin_secret("unmarked", None)]
+    [pruned] = recycle_bin.expired(secrets, NOW)
+    assert (pruned.name, pruned.verb, pruned.rule) == ("old", Verb.DELETE,
+                                                       "cluster.recycleBin.keepFor")
+    assert pruned.details["preconditions"] == {"uid": "u-old", "resourceVersion": "5"}
+    assert "manifest" not in pruned.details
