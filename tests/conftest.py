@@ -1,6 +1,6 @@
 """Fixtures for the real services integration tests run against.
 
-Both services start lazily, once per session, only when a test asks for them, so
+The services start lazily, once per session, only when a test asks for them, so
 unit tests never start anything. A service that cannot start fails the test with
 the reason and its log tail; it is never skipped, locally or in CI.
 """
@@ -19,7 +19,8 @@ import pytest
 from kubernetes.client import ApiClient, CoreV1Api, V1Namespace, V1ObjectMeta
 from kubernetes.client.exceptions import ApiException
 
-from scripts.localenv import controlplane, dockerd, testimages
+from scripts.localenv import containerd, controlplane, dockerd, testimages
+from scripts.localenv.containerd import Containerd
 from scripts.localenv.controlplane import ControlPlane
 from scripts.localenv.dockerd import DockerEngine
 from tests.polling import wait_for
@@ -77,6 +78,17 @@ def docker_client(clean_docker: DockerEngine) -> Iterator[docker.DockerClient]:
     client = clean_docker.client()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def containerd_service() -> Iterator[Containerd]:
+    """A private containerd with the CRI on, for this session: `.endpoint`, `.ctr(...)`.
+
+    Its sandbox image (`containerd.SANDBOX_IMAGE`) is imported and pinned; nothing else is.
+    """
+    yield from _run_service(
+        "the private containerd", containerd.start, containerd.stop, "kk-ctrd-"
+    )
 
 
 @pytest.fixture(scope="session")
