@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import grpc
+
+from agents.node.cri import api_pb2, api_pb2_grpc
 from scripts.localenv import containerd, cri_images
 
 
@@ -27,3 +30,11 @@ def test_archive_images_share_their_busybox_layer(containerd_service):
     assert {*first.tags, *second.tags} <= set(refs)
     assert first.layers[0] == second.layers[0]
     assert first.image_id != second.image_id
+
+
+def test_cri_version_answers_through_the_generated_stubs(containerd_service):
+    with grpc.insecure_channel(containerd_service.endpoint) as channel:
+        runtime = api_pb2_grpc.RuntimeServiceStub(channel)
+        answer = runtime.Version(api_pb2.VersionRequest(version="v1"), timeout=10)
+    assert (answer.runtime_name, answer.runtime_version) == ("containerd", "v2.4.2")
+    assert answer.runtime_api_version == "v1"
