@@ -19,7 +19,7 @@ import pytest
 from kubernetes.client import ApiClient, CoreV1Api, V1Namespace, V1ObjectMeta
 from kubernetes.client.exceptions import ApiException
 
-from scripts.localenv import containerd, controlplane, dockerd, testimages
+from scripts.localenv import containerd, controlplane, cri_pods, dockerd, testimages
 from scripts.localenv.containerd import Containerd
 from scripts.localenv.controlplane import ControlPlane
 from scripts.localenv.dockerd import DockerEngine
@@ -89,6 +89,18 @@ def containerd_service() -> Iterator[Containerd]:
     yield from _run_service(
         "the private containerd", containerd.start, containerd.stop, "kk-ctrd-"
     )
+
+
+@pytest.fixture
+def cri_client(containerd_service: Containerd) -> Iterator[cri_pods.CriClient]:
+    """CRI stubs on the session's containerd, emptied of every sandbox, container and
+    unpinned image; tests import the images they need (`cri_images.import_images`)."""
+    client = cri_pods.CriClient(containerd_service.endpoint, containerd_service.state_dir / "pods")
+    try:
+        client.reset()
+        yield client
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -182,6 +182,8 @@ def _argv(service: Containerd) -> list[str]:
 def _config(service: Containerd) -> str:
     """Config version 4 (containerd 2.4): CRI on, no CNI, no TCP or streaming port clash.
 
+    `runtime_path` names our shim: found on PATH, Debian's 1.6 shim fails to start tasks.
+
     `imports` is emptied so the machine's /etc/containerd/conf.d is never read.
     """
     return f"""\
@@ -212,6 +214,7 @@ imports = []
     default_runtime_name = "runc"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+      runtime_path = "{service.bin_dir / 'containerd-shim-runc-v2'}"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
         BinaryName = "{_RUNC}"
         SystemdCgroup = false
