@@ -16,17 +16,22 @@ import io
 import json
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import grpc
+
+from agents.node.cri import api_pb2, api_pb2_grpc
 from scripts.localenv import testimages
 
 if TYPE_CHECKING:
     from scripts.localenv.containerd import Containerd
 
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+_VISIBLE_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -112,11 +117,30 @@ def docker_archive(images: Iterable[ArchiveImage]) -> bytes:
 
 
 def import_images(service: Containerd, images: Iterable[ArchiveImage]) -> None:
-    """Import `images` into the CRI's namespace and unpack them for its snapshotter."""
+    """Import `images` into the CRI's namespace; returns once the CRI lists every tag.
+
+    The CRI learns of imported images from containerd's events, a moment after
+    `ctr` returns, and one tag at a time, so the wait is needed.
+    """
+    images = list(images)
     with tempfile.NamedTemporaryFile(dir=service.state_dir, suffix=".tar") as archive:
         archive.write(docker_archive(images))
         archive.flush()
         service.ctr("images", "import", "--platform", "linux/amd64", archive.name)
+    expected = {(img.image_id, tag) for img in images for tag in img.tags}
+    with grpc.insecure_channel(service.endpoint) as channel:
+        stub = api_pb2_grpc.ImageServiceStub(channel)
+
+        def listed() -> set[tuple[str, str]]:
+            answer = stub.ListImages(api_pb2.ListImagesRequest(), timeout=30)
+            return {(i.id, tag) for i in answer.images for tag in i.repo_tags}
+
+        deadline = time.monotonic() + _VISIBLE_TIMEOUT
+        while missing := expected - listed():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the CRI does not list {sorted(missing)} "
+                                   f"{_VISIBLE_TIMEOUT:.0f}s after the import")
+            time.sleep(0.05)
 
 
 def _sha(data: bytes) -> str:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from agents.node.cri_port import RuntimeServicePort
 from agents.node.docker_port import Conflict, DockerDown, Gone
-from scripts.localenv import cri_images
+from scripts.localenv import containerd, cri_images
 from scripts.localenv.containerd import SANDBOX_IMAGE
 
 APP = cri_images.image(["kubekeeper.test/app:1", "kubekeeper.test/app:stable"], "app 1")
@@ -134,3 +136,28 @@ def test_image_fs_is_the_snapshotter_under_the_root(port, containerd_service):
 def test_a_socket_nobody_serves_is_runtime_down(tmp_path):
     with pytest.raises(DockerDown, match=r"missing\.sock"):
         RuntimeServicePort(f"unix://{tmp_path}/missing.sock", timeout=5)
+
+
+def test_an_image_put_in_use_after_planning_is_kept(port, cri_client):
+    planned = [i.id for i in port.images() if not i.pinned and i.id == APP.image_id]
+    pod = cri_client.run_pod("late")
+    cri_client.create_container(pod, "latecomer", APP.tags[1], ["true"])  # created, not started
+
+    for image_id in planned:
+        with pytest.raises(Conflict, match="latecomer"):
+            port.remove_image(image_id)
+    assert APP.image_id in cri_client.image_ids()
+
+
+def test_a_containerd_stopped_mid_run_is_runtime_down():
+    state_dir = Path(tempfile.mkdtemp(prefix="kk-ctrd-stop-", dir="/tmp"))
+    try:
+        service = containerd.start(state_dir)
+        port = RuntimeServicePort(service.endpoint, timeout=10)
+        assert port.images()
+        containerd.stop(state_dir)
+        with pytest.raises(DockerDown):
+            port.images()
+        port.close()
+    finally:
+        containerd.stop(state_dir)
