@@ -165,7 +165,7 @@ class CriPort(Protocol):
         ...
 
 
-class RuntimeServicePort:
+class GrpcCriPort:
     """``CriPort`` on a gRPC channel to one runtime socket; one instance per run.
 
     Construction asks ``Version``, so a missing socket is ``DockerDown`` and a

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.node.cri_port import RuntimeServicePort
+from agents.node.cri_port import GrpcCriPort
 from agents.node.docker_port import Conflict, DockerDown, Gone
 from scripts.localenv import containerd, cri_images
 from scripts.localenv.containerd import SANDBOX_IMAGE
@@ -18,10 +18,10 @@ OTHER = cri_images.image(["kubekeeper.test/other:1"], "other 1")
 
 
 @pytest.fixture
-def port(containerd_service, cri_client) -> Iterator[RuntimeServicePort]:
+def port(containerd_service, cri_client) -> Iterator[GrpcCriPort]:
     """The port on an emptied containerd holding APP and OTHER (and the sandbox image)."""
     cri_images.import_images(containerd_service, [APP, OTHER])
-    port = RuntimeServicePort(containerd_service.endpoint, timeout=10)
+    port = GrpcCriPort(containerd_service.endpoint, timeout=10)
     yield port
     port.close()
 
@@ -135,7 +135,7 @@ def test_image_fs_is_the_snapshotter_under_the_root(port, containerd_service):
 
 def test_a_socket_nobody_serves_is_runtime_down(tmp_path):
     with pytest.raises(DockerDown, match=r"missing\.sock"):
-        RuntimeServicePort(f"unix://{tmp_path}/missing.sock", timeout=5)
+        GrpcCriPort(f"unix://{tmp_path}/missing.sock", timeout=5)
 
 
 def test_an_image_put_in_use_after_planning_is_kept(port, cri_client):
@@ -153,7 +153,7 @@ def test_a_containerd_stopped_mid_run_is_runtime_down():
     state_dir = Path(tempfile.mkdtemp(prefix="kk-ctrd-stop-", dir="/tmp"))
     try:
         service = containerd.start(state_dir)
-        port = RuntimeServicePort(service.endpoint, timeout=10)
+        port = GrpcCriPort(service.endpoint, timeout=10)
         assert port.images()
         containerd.stop(state_dir)
         with pytest.raises(DockerDown):

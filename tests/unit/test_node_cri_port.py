@@ -7,7 +7,7 @@ import time
 import grpc
 import pytest
 
-from agents.node.cri_port import RuntimeServicePort, Unsupported, cri_time
+from agents.node.cri_port import GrpcCriPort, Unsupported, cri_time
 from agents.node.docker_port import Conflict, DockerDown, DockerError, Gone, Timeout
 from tests.fake_cri import Behaviour, serving
 
@@ -19,7 +19,7 @@ def socket(tmp_path):
 
 def test_lists_what_the_runtime_answers(socket):
     with serving(socket, Behaviour()):
-        port = RuntimeServicePort(f"unix://{socket}", timeout=5)
+        port = GrpcCriPort(f"unix://{socket}", timeout=5)
         (image,) = port.images()
     assert (image.id, image.tags, image.size, image.pinned) == (
         "sha256:" + "a" * 64, ("kubekeeper.test/fake:1",), 1, False)
@@ -27,24 +27,24 @@ def test_lists_what_the_runtime_answers(socket):
 
 def test_a_bare_socket_path_is_accepted(socket):
     with serving(socket, Behaviour()):
-        assert RuntimeServicePort(str(socket), timeout=5).version().name == "fake-cri"
+        assert GrpcCriPort(str(socket), timeout=5).version().name == "fake-cri"
 
 
 @pytest.mark.parametrize("api_version", ["v1alpha2", ""])
 def test_a_runtime_reporting_another_cri_version_is_refused(socket, api_version):
     with serving(socket, Behaviour(api_version=api_version)), \
             pytest.raises(Unsupported, match="not v1"):
-        RuntimeServicePort(f"unix://{socket}", timeout=5)
+        GrpcCriPort(f"unix://{socket}", timeout=5)
 
 
 def test_a_runtime_without_the_v1_service_is_refused(socket):
     with serving(socket, Behaviour(), runtime=False), pytest.raises(Unsupported, match="v1"):
-        RuntimeServicePort(f"unix://{socket}", timeout=5)
+        GrpcCriPort(f"unix://{socket}", timeout=5)
 
 
 def test_a_slow_answer_is_cut_at_the_call_deadline(socket):
     with serving(socket, Behaviour(delay=3.0)):
-        port = RuntimeServicePort(f"unix://{socket}", timeout=0.5)
+        port = GrpcCriPort(f"unix://{socket}", timeout=0.5)
         started = time.monotonic()
         with pytest.raises(Timeout, match="no answer in time"):
             port.images()
@@ -53,7 +53,7 @@ def test_a_slow_answer_is_cut_at_the_call_deadline(socket):
 
 def test_a_runtime_stopped_mid_run_is_down(socket):
     with serving(socket, Behaviour()) as server:
-        port = RuntimeServicePort(f"unix://{socket}", timeout=5)
+        port = GrpcCriPort(f"unix://{socket}", timeout=5)
         server.stop(grace=None).wait()
         with pytest.raises(DockerDown, match=r"cri\.sock"):
             port.images()
@@ -69,7 +69,7 @@ def test_a_runtime_stopped_mid_run_is_down(socket):
 ])
 def test_grpc_statuses_become_the_docker_ports_exceptions(socket, code, message, expected):
     with serving(socket, Behaviour(failure=(code, message))):
-        port = RuntimeServicePort(f"unix://{socket}", timeout=5)
+        port = GrpcCriPort(f"unix://{socket}", timeout=5)
         with pytest.raises(DockerError, match=message) as raised:
             port.images()
     assert type(raised.value) is expected
