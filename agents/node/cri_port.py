@@ -240,7 +240,11 @@ class GrpcCriPort:
         return image if isinstance(image, str) and image else None
 
     def image_users(self, image_id: str) -> list[str]:
-        image = self.inspect_image(image_id)
+        """As Docker's: an image already gone is matched by its id alone, not an error."""
+        try:
+            image = self.inspect_image(image_id)
+        except Gone:
+            image = CriImage(image_id)
         return [c.name for c in self.containers() if uses(c, image)]
 
     def remove_container(self, container_id: str) -> None:

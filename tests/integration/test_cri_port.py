@@ -97,6 +97,7 @@ def test_removes_an_unused_image_with_all_its_tags(port, cri_client):
     assert not {*APP.tags} & {t for i in port.images() for t in i.tags}
     with pytest.raises(Gone):
         port.inspect_image(APP.image_id)
+    assert port.image_users(APP.image_id) == []
     with pytest.raises(Gone):
         port.remove_image(APP.image_id)
 
