@@ -1,6 +1,6 @@
 """Fixtures for the real services integration tests run against.
 
-Both services start lazily, once per session, only when a test asks for them, so
+The services start lazily, once per session, only when a test asks for them, so
 unit tests never start anything. A service that cannot start fails the test with
 the reason and its log tail; it is never skipped, locally or in CI.
 """
@@ -19,7 +19,8 @@ import pytest
 from kubernetes.client import ApiClient, CoreV1Api, V1Namespace, V1ObjectMeta
 from kubernetes.client.exceptions import ApiException
 
-from scripts.localenv import controlplane, dockerd, testimages
+from scripts.localenv import containerd, controlplane, cri_pods, dockerd, testimages
+from scripts.localenv.containerd import Containerd
 from scripts.localenv.controlplane import ControlPlane
 from scripts.localenv.dockerd import DockerEngine
 from tests.polling import wait_for
@@ -77,6 +78,29 @@ def docker_client(clean_docker: DockerEngine) -> Iterator[docker.DockerClient]:
     client = clean_docker.client()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def containerd_service() -> Iterator[Containerd]:
+    """A private containerd with the CRI on, for this session: `.endpoint`, `.ctr(...)`.
+
+    Its sandbox image (`containerd.SANDBOX_IMAGE`) is imported and pinned; nothing else is.
+    """
+    yield from _run_service(
+        "the private containerd", containerd.start, containerd.stop, "kk-ctrd-"
+    )
+
+
+@pytest.fixture
+def cri_client(containerd_service: Containerd) -> Iterator[cri_pods.CriClient]:
+    """CRI stubs on the session's containerd, emptied of every sandbox, container and
+    unpinned image; tests import the images they need (`cri_images.import_images`)."""
+    client = cri_pods.CriClient(containerd_service.endpoint, containerd_service.state_dir / "pods")
+    try:
+        client.reset()
+        yield client
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

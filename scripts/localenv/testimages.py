@@ -46,12 +46,12 @@ def base_image(client: docker.DockerClient) -> Image:
     ensure_busybox()
     repository, tag = BASE_IMAGE.rsplit(":", 1)
     client.api.import_image_from_data(
-        _busybox_rootfs(), repository=repository, tag=tag, changes=_BASE_CHANGES
+        busybox_rootfs(), repository=repository, tag=tag, changes=_BASE_CHANGES
     )
     return client.images.get(BASE_IMAGE)
 
 
-def _busybox_rootfs() -> bytes:
+def busybox_rootfs() -> bytes:
     """A tar of /bin/busybox with a symlink per applet, plus the usual empty dirs."""
     applets = subprocess.run(
         [str(_BUSYBOX), "--list"], capture_output=True, text=True, check=True

@@ -1,0 +1,66 @@
+"""A CRI server on a unix socket that answers the way a test asks, for the port's fault tests.
+
+It serves only what the faults need: ``Version`` (with any API version) and
+``ListImages`` (answering, sleeping past the client's deadline, or failing
+with a given status). A server started with ``runtime=False`` serves no
+RuntimeService at all, as a runtime that only knows another CRI version.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from agents.node.cri import api_pb2, api_pb2_grpc
+
+
+@dataclass
+class Behaviour:
+    api_version: str = "v1"
+    delay: float = 0.0
+    """Seconds ListImages sleeps before answering."""
+    failure: tuple[grpc.StatusCode, str] | None = None
+    """ListImages aborts with this status and message."""
+
+
+class _Runtime(api_pb2_grpc.RuntimeServiceServicer):
+    def __init__(self, behaviour: Behaviour):
+        self._behaviour = behaviour
+
+    def Version(self, request, context):
+        return api_pb2.VersionResponse(version="0.1.0", runtime_name="fake-cri",
+                                       runtime_version="0.0.1",
+                                       runtime_api_version=self._behaviour.api_version)
+
+
+class _Images(api_pb2_grpc.ImageServiceServicer):
+    def __init__(self, behaviour: Behaviour):
+        self._behaviour = behaviour
+
+    def ListImages(self, request, context):
+        time.sleep(self._behaviour.delay)
+        if self._behaviour.failure:
+            context.abort(*self._behaviour.failure)
+        return api_pb2.ListImagesResponse(images=[api_pb2.Image(
+            id="sha256:" + "a" * 64, repo_tags=["kubekeeper.test/fake:1"], size=1)])
+
+
+@contextmanager
+def serving(socket: Path, behaviour: Behaviour, runtime: bool = True) -> Iterator[grpc.Server]:
+    """A started server on ``socket``; stopped (at once) on exit, if the test has not."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    if runtime:
+        api_pb2_grpc.add_RuntimeServiceServicer_to_server(_Runtime(behaviour), server)
+    api_pb2_grpc.add_ImageServiceServicer_to_server(_Images(behaviour), server)
+    server.add_insecure_port(f"unix://{socket}")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(grace=None)

@@ -1,0 +1,80 @@
+"""The CRI port's faults, against a fake CRI server on a unix socket: version, deadline, down."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from agents.node.cri_port import GrpcCriPort, Unsupported, cri_time
+from agents.node.docker_port import Conflict, DockerDown, DockerError, Gone, Timeout
+from tests.fake_cri import Behaviour, serving
+
+
+@pytest.fixture
+def socket(tmp_path):
+    return tmp_path / "cri.sock"
+
+
+def test_lists_what_the_runtime_answers(socket):
+    with serving(socket, Behaviour()):
+        port = GrpcCriPort(f"unix://{socket}", timeout=5)
+        (image,) = port.images()
+    assert (image.id, image.tags, image.size, image.pinned) == (
+        "sha256:" + "a" * 64, ("kubekeeper.test/fake:1",), 1, False)
+
+
+def test_a_bare_socket_path_is_accepted(socket):
+    with serving(socket, Behaviour()):
+        assert GrpcCriPort(str(socket), timeout=5).version().name == "fake-cri"
+
+
+@pytest.mark.parametrize("api_version", ["v1alpha2", ""])
+def test_a_runtime_reporting_another_cri_version_is_refused(socket, api_version):
+    with serving(socket, Behaviour(api_version=api_version)), \
+            pytest.raises(Unsupported, match="not v1"):
+        GrpcCriPort(f"unix://{socket}", timeout=5)
+
+
+def test_a_runtime_without_the_v1_service_is_refused(socket):
+    with serving(socket, Behaviour(), runtime=False), pytest.raises(Unsupported, match="v1"):
+        GrpcCriPort(f"unix://{socket}", timeout=5)
+
+
+def test_a_slow_answer_is_cut_at_the_call_deadline(socket):
+    with serving(socket, Behaviour(delay=3.0)):
+        port = GrpcCriPort(f"unix://{socket}", timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(Timeout, match="no answer in time"):
+            port.images()
+        assert time.monotonic() - started < 2.0
+
+
+def test_a_runtime_stopped_mid_run_is_down(socket):
+    with serving(socket, Behaviour()) as server:
+        port = GrpcCriPort(f"unix://{socket}", timeout=5)
+        server.stop(grace=None).wait()
+        with pytest.raises(DockerDown, match=r"cri\.sock"):
+            port.images()
+
+
+@pytest.mark.parametrize(("code", "message", "expected"), [
+    (grpc.StatusCode.NOT_FOUND, "no such image", Gone),
+    (grpc.StatusCode.FAILED_PRECONDITION, "image is used", Conflict),
+    (grpc.StatusCode.UNKNOWN, "image is in use by a container", Conflict),
+    (grpc.StatusCode.UNAVAILABLE, "address in use", DockerDown),
+    (grpc.StatusCode.UNIMPLEMENTED, "unknown method", Unsupported),
+    (grpc.StatusCode.INTERNAL, "boom", DockerError),
+])
+def test_grpc_statuses_become_the_docker_ports_exceptions(socket, code, message, expected):
+    with serving(socket, Behaviour(failure=(code, message))):
+        port = GrpcCriPort(f"unix://{socket}", timeout=5)
+        with pytest.raises(DockerError, match=message) as raised:
+            port.images()
+    assert type(raised.value) is expected
+
+
+def test_cri_times_are_nanoseconds_and_zero_is_unknown():
+    assert cri_time(0) is None
+    assert cri_time(1_767_225_600_123_456_789).isoformat() == "2026-01-01T00:00:00.123457+00:00"
