@@ -86,7 +86,8 @@ class ClusterExecutor:
         """Keep every complete manifest in the recycle bin before any deletion starts.
 
         Each deletion then names where its manifest is; one whose manifest could
-        not be kept is refused, since nothing is deleted without it.
+        not be kept is not attempted and is ``failed`` (the run could not do what
+        the policy asks), since nothing is deleted without it.
         """
         if self._bin is None or self._port.halt.is_set():
             return mutations, []
@@ -99,8 +100,7 @@ class ClusterExecutor:
             for action in mine:
                 index = binned.get(id(action))
                 if index in missing:
-                    refusals.append((task, Outcome(action, Result.SKIPPED,
-                                                   error=missing[index])))
+                    refusals.append((task, self._unbinned(action, missing[index])))
                 elif index is not None:
                     kept.append((task, replace(action, details=MappingProxyType(
                         {**action.details, "recycle_bin": where[index]}))))
@@ -133,6 +133,13 @@ class ClusterExecutor:
         for worker in workers:
             worker.join()
         return outcomes
+
+    def _unbinned(self, action: Action, why: str) -> Outcome:
+        """A halted run skips the deletion; any other bin failure fails it."""
+        halt = self._port.halt
+        if halt.is_set():
+            return refused(action, f"not started: {halt.reason}")
+        return Outcome(action, Result.FAILED, error=why)
 
     def _apply(self, task: str, action: Action) -> Outcome:
         halt = self._port.halt
