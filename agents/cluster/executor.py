@@ -44,8 +44,9 @@ from agents.cluster import events
 from agents.cluster.api import ApiError, ClusterPort
 from agents.cluster.namespace_gate import NamespaceGate
 from agents.cluster.recycle_bin import RecycleBin
+from agents.cluster.redaction import redacted_manifest
 from agents.cluster.resources import RESOURCES
-from agents.report import Reporter
+from agents.report import RawJSON, Reporter
 
 MAX_REPLANS = 3
 Replanner = Callable[[Action], "Action | None"]
@@ -59,18 +60,18 @@ class ClusterExecutor:
 
     def __init__(self, port: ClusterPort, reporter: Reporter, *, dry_run: bool, events: bool,
                  concurrency: int, replanners: Mapping[str, Replanner], gate: NamespaceGate,
-                 recycle_bin: RecycleBin | None = None):
+                 recycle_bin: RecycleBin | None = None, redact: bool = True):
         self._port, self._reporter = port, reporter
         self._dry_run, self._events = dry_run, events
         self._concurrency, self._replanners = concurrency, replanners
-        self._gate, self._bin = gate, recycle_bin
+        self._gate, self._bin, self._redact = gate, recycle_bin, redact
 
     def run(self, planned: Sequence[tuple[str, Action]], aborted: str | None = None
             ) -> list[Outcome]:
         """One reported outcome per (task, action), in completion order."""
         outcomes: list[Outcome] = []
         mutations = []
-        for task, action in planned:
+        for task, action in ((t, self._shown(a)) for t, a in planned):
             if not action.mutates:
                 outcomes.append(self._finish(task, refused(action, "")))
             elif aborted:
@@ -80,6 +81,15 @@ class ClusterExecutor:
         kept, refusals = self._binned(mutations)
         outcomes += [self._finish(task, outcome) for task, outcome in refusals]
         return outcomes + self._in_pool(kept)
+
+    def _shown(self, action: Action) -> Action:
+        """The action with the manifest its report lines carry: redacted unless the
+        policy says ``redactManifests: false``."""
+        if action.sealed is None:
+            return action
+        shown = redacted_manifest(action.sealed) if self._redact else action.sealed
+        return replace(action, details=MappingProxyType(
+            {**action.details, "manifest": RawJSON(shown)}))
 
     def _binned(self, mutations: list[tuple[str, Action]]
                 ) -> tuple[list[tuple[str, Action]], list[tuple[str, Outcome]]]:

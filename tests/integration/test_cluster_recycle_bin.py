@@ -100,3 +100,13 @@ def test_expired_bins_are_pruned_by_a_later_run(kube_api, namespace):
     left = CoreV1Api(kube_api).list_namespaced_secret(
         namespace, label_selector="app.kubernetes.io/component=recycle-bin").items
     assert left == []
+
+
+def test_with_redaction_off_the_report_line_holds_the_complete_manifest(kube_api, namespace):
+    job_with_a_secret(kube_api, namespace, "migrate")
+
+    text, run = run_capturing(kube_api, policy_for(namespace, f"{DELETE}\nredactManifests: false"))
+
+    line = run.line("job", "migrate")
+    assert line["manifest"] == bin_manifest(kube_api, line["recycle_bin"])
+    assert SECRET in text
