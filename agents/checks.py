@@ -78,6 +78,14 @@ def quantity(value: Any) -> str:
     return str(value)
 
 
+def url(value: Any) -> str:
+    """An http(s) URL, or empty for none."""
+    if not isinstance(value, str) or (value and not re.match(r"^https?://[^\s/]+", value)):
+        raise ValueError(f"{_show(value)} is not an http(s) URL (write e.g. "
+                         "http://prometheus.monitoring:9090, or \"\" for none)")
+    return value.rstrip("/")
+
+
 def globs(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError(f"{_show(value)} is not a list of globs (write e.g. [\"batch-*\"])")

@@ -158,6 +158,55 @@ class ResourceDefaults:
 
 
 @dataclass(frozen=True)
+class Recommend:
+    """How usage becomes a request; the defaults are the VPA recommender's where it has one."""
+
+    cpuPercentile: float = setting(checks.percent, 90,
+                                   "CPU request: this percentile of usage (VPA target: 90).",
+                                   checks.render_number)
+    margin: float = setting(checks.percent, 15,
+                            "Percent added on top of the usage (VPA safety margin: 15).",
+                            checks.render_number)
+    minCpu: str = setting(checks.quantity, "25m", "Lowest CPU request recommended (VPA: 25m).")
+    minMemory: str = setting(checks.quantity, "250Mi",
+                             "Lowest memory request recommended (VPA: 250Mi).")
+    maxCpu: str = setting(checks.quantity, "1000",
+                          "Highest CPU request recommended (VPA histogram's top: 1000).")
+    maxMemory: str = setting(checks.quantity, "1Ti",
+                             "Highest memory request, never below the peak seen (VPA: 1Ti).")
+    window: timedelta = setting(checks.duration, "8d",
+                                "Usage older than this is forgotten (VPA: 8d).",
+                                checks.render_duration)
+    halfLife: timedelta = setting(checks.duration, "24h",
+                                  "A CPU sample this old weighs half (VPA: 24h).",
+                                  checks.render_duration)
+    minHistory: timedelta = setting(checks.duration, "24h",
+                                    "No recommendation before this much history.",
+                                    checks.render_duration)
+    minChange: float = setting(checks.percent, 20,
+                               "Act only when the request differs from it by more (percent).",
+                               checks.render_number)
+    minInterval: timedelta = setting(checks.duration, "7d",
+                                     "At most one recommendation patch per workload this often.",
+                                     checks.render_duration)
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    url: str = setting(checks.url, "",
+                       "Query this Prometheus over the window instead of sampling (\"\": none).")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Where usage comes from and where its record is kept (read from the top level only)."""
+
+    namespace: str = setting(checks.dns_label, "kubekeeper-system",
+                             "Where the usage record ConfigMaps live.")
+    prometheus: Prometheus = section(Prometheus, "Optional Prometheus source.")
+
+
+@dataclass(frozen=True)
 class ResourceRequests:
     enabled: bool = setting(checks.boolean, True, "Check containers for resource requests.")
     require: tuple[str, ...] = setting(checks.resources, ["cpu", "memory"],
@@ -165,9 +214,12 @@ class ResourceRequests:
     requireLimits: tuple[str, ...] = setting(checks.resources, [],
                                              "Limits every container must set (report only).")
     defaults: ResourceDefaults = section(ResourceDefaults, "Requests used by limitrange and patch.")
-    action: str = setting(checks.choice("report", "limitrange", "patch"), "report",
+    action: str = setting(checks.choice("report", "limitrange", "patch", "resize"), "report",
                           "report; limitrange (namespace defaults, no restart); "
-                          "patch (edits pod templates: causes a rollout).")
+                          "patch (edits pod templates: causes a rollout); "
+                          "resize (patch, and resizes running pods in place).")
+    recommend: Recommend = section(Recommend, "Requests from measured usage.")
+    usage: Usage = section(Usage, "The usage sources and record.")
 
 
 @dataclass(frozen=True)
