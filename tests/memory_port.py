@@ -30,6 +30,8 @@ class MemoryPort:
         """(verb, kind, name) of every write that was not a dry run."""
         self._versions = itertools.count(1000)
         self.halt = Halt()
+        self.metrics: list[dict] | None = None
+        """PodMetrics items the metrics API serves; None: no metrics API (a list is 404)."""
         for obj in objects:
             self.add(obj)
 
@@ -49,12 +51,24 @@ class MemoryPort:
     def list_all(self, resource: Resource, field_selector: str | None = None,
                  page_size: int = 500, namespace: str | None = None,
                  label_selector: str | None = None) -> Iterator[dict]:
+        if resource.kind == "podmetrics":
+            yield from self._pod_metrics(resource, page_size)
+            return
         items = [copy.deepcopy(o) for (kind, ns, _), o in sorted(self.objects.items())
                  if kind == resource.kind and _selected(o, field_selector)
                  and namespace in (None, ns) and _labelled(o, label_selector)]
         for start in range(0, max(len(items), 1), page_size):
             self._count("list", resource, "")
             yield from items[start:start + page_size]
+
+    def _pod_metrics(self, resource: Resource, page_size: int) -> Iterator[dict]:
+        if self.metrics is None:
+            self._count("list", resource, "")
+            raise ApiError(404, "the server could not find the requested resource", "list",
+                           resource, None)
+        for start in range(0, max(len(self.metrics), 1), page_size):
+            self._count("list", resource, "")
+            yield from copy.deepcopy(self.metrics[start:start + page_size])
 
     def get(self, resource: Resource, namespace: str, name: str) -> dict:
         self._count("get", resource, name)
@@ -94,7 +108,7 @@ class MemoryPort:
         return {}
 
     def _count(self, verb: str, resource: Resource, name: str) -> None:
-        self.counter.add(f"{verb} {resource.plural}", retry=False)
+        self.counter.add(f"{verb} {resource.label}", retry=False)
         status = self.failures.get((verb, resource.kind, name),
                                    self.failures.get((verb, resource.kind, "*")))
         if status is not None:

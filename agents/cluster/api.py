@@ -63,7 +63,7 @@ class ApiError(Exception):
         """False when the run halted before this request was ever sent."""
         where = f"in namespace {namespace}" if namespace else "cluster-wide"
         what = "forbidden: cannot" if status == 403 else f"{status or 'no answer'}: could not"
-        super().__init__(f"{what} {verb} {resource.plural} {where}: {message}")
+        super().__init__(f"{what} {verb} {resource.label} {where}: {message}")
 
 
 class ClusterPort(Protocol):
@@ -236,7 +236,7 @@ class KubeApi:
             if self.halt.is_set():
                 raise ApiError(0, f"not sent: {self.halt.reason}", verb, resource, namespace,
                                retried=attempt > 0, sent=attempt > 0)
-            self.counter.add(f"{verb} {resource.plural}", retry=attempt > 0)
+            self.counter.add(f"{verb} {resource.label}", retry=attempt > 0)
             try:
                 answer = self._once(method, path, query, headers, body)
                 self._answered(True)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from loguru import logger
 
-from agents.actions import Outcome, Result, Verb
+from agents.actions import Action, Outcome, Result, Verb
 from agents.cluster.api import ApiError, ClusterPort
 from agents.cluster.resources import RESOURCES
 from agents.report import rfc3339
@@ -32,17 +32,22 @@ def about(outcome: Outcome) -> tuple[str, str, str] | None:
     gone (a ``note`` says so) deserve none.
     """
     action = outcome.action
-    what = RESOURCES[action.kind].api_kind
     if outcome.result is Result.DONE and action.mutates and action.verb in DONE_REASONS:
         if outcome.details.get("note"):
             return None
         return ("Normal", DONE_REASONS[action.verb],
-                f"kubekeeper {_PAST[action.verb]} this {what} under policy rule {action.reason}")
+                f"kubekeeper {_PAST[action.verb]} this {_what(action)} under policy rule "
+                f"{action.reason}")
     if outcome.result in _WARNINGS:
         reason, verb = _WARNINGS[outcome.result]
-        return ("Warning", reason, f"kubekeeper {verb} {action.verb} this {what} "
+        return ("Warning", reason, f"kubekeeper {verb} {action.verb} this {_what(action)} "
                 f"(policy rule {action.reason}): {outcome.error}")
     return None
+
+
+def _what(action: Action) -> str:
+    """Computed only for an Event: a run's own notes (kind ``usage``) are no API kind."""
+    return RESOURCES[action.kind].api_kind
 
 
 def event_body(outcome: Outcome, now: datetime) -> dict | None:

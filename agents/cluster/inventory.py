@@ -13,11 +13,12 @@ import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agents.cluster import records
 from agents.cluster.api import ApiError, ClusterPort
+from agents.cluster.recommend import Measured
 from agents.cluster.resources import RESOURCES
 from agents.policy import ClusterPolicy, Policy
 
@@ -38,6 +39,8 @@ class Inventory:
     cronjob: tuple[records.CronJob, ...] = ()
     pod: tuple[records.Pod, ...] = ()
     limitrange: tuple[records.LimitRange, ...] = ()
+    measured: Measured = field(default_factory=Measured)
+    """The usage the requests task measured this run (no source: ``Measured()``)."""
 
     def with_record(self, record: Any) -> Inventory:
         """This inventory with one object replaced (or added): for re-planning after a 409."""
@@ -73,7 +76,7 @@ def collect(port: ClusterPort, kinds: Iterable[str], policies: Mapping[str, Clus
     build one page overlaps the parsing of another; each list holds at most two
     pages. Records keep manifests only when ``manifests`` is asked for.
     """
-    with _collector_paused(), ThreadPoolExecutor(max(1, settings.concurrency),
+    with collector_paused(), ThreadPoolExecutor(max(1, settings.concurrency),
                                                  thread_name_prefix="list") as pool:
         pending = {kind: pool.submit(_list, port, kind, policies, settings.pageSize,
                                      selectors.get(kind), records.parser(kind, manifests))
@@ -89,7 +92,7 @@ def collect(port: ClusterPort, kinds: Iterable[str], policies: Mapping[str, Clus
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """No cyclic garbage collection while listing.
 
     Listing builds only acyclic data (decoded pages, records) that reference

@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from agents.cluster.usage import ContainerUsage
+from agents.cluster.usage import ContainerUsage, Key
 from agents.policy import Recommend
 from agents.units import format_age, parse_quantity
 
@@ -105,3 +106,25 @@ def differs(current: str | None, wanted: Decimal, min_change: float) -> bool:
     if have <= 0:
         return True
     return abs(wanted - have) / have * 100 > Decimal(str(min_change))
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The usage a run measured, as the planner sees it.
+
+    ``source`` None means there is none (no metrics API, no Prometheus): the
+    planner then does what it did before usage existed. ``entries`` are the
+    record's (sampled from the metrics API), ``prometheus`` what Prometheus
+    answered for the window; evidence comes from whichever holds the container.
+    """
+
+    source: str | None = None
+    entries: Mapping[Key, ContainerUsage] = field(default_factory=dict)
+    prometheus: Mapping[Key, Evidence] = field(default_factory=dict)
+
+    def evidence(self, key: Key, rules: Recommend, now: int) -> Evidence | None:
+        if key in self.prometheus:
+            return self.prometheus[key]
+        entry = self.entries.get(key)
+        return None if entry is None or self.source is None else evidence_of(
+            entry, rules, now, self.source)

@@ -38,6 +38,7 @@ from agents.cluster import (
     plan_revisions,
     records,
     recycle_bin,
+    usage_observe,
 )
 from agents.cluster.api import ApiError, ClusterPort
 from agents.cluster.connection import SERVICE, connect
@@ -160,7 +161,8 @@ def run_tasks(port: ClusterPort, policy: Policy, task: str, *, plan_only: bool =
     table = plan_only and fmt == "text"
     sink = io.StringIO() if table else stream
     reporter = Reporter("cluster", task, policy.dryRun or plan_only, stream=sink, fmt=fmt)
-    outcomes, aborted, error = _run(port, policy, task, reporter, now or datetime.now(UTC))
+    outcomes, aborted, error = _run(port, policy, task, reporter, now or datetime.now(UTC),
+                                    keep_record=not plan_only)
     if port.halt.failure:
         error = "; ".join(filter(None, (f"halted: {port.halt.reason}", error)))
     mark = sink.tell() if table else 0
@@ -171,8 +173,8 @@ def run_tasks(port: ClusterPort, policy: Policy, task: str, *, plan_only: bool =
     return summary
 
 
-def _run(port: ClusterPort, policy: Policy, task: str, reporter: Reporter, now: datetime
-         ) -> tuple[list[Outcome], str | None, str | None]:
+def _run(port: ClusterPort, policy: Policy, task: str, reporter: Reporter, now: datetime,
+         keep_record: bool = True) -> tuple[list[Outcome], str | None, str | None]:
     """List, plan, check the cap, execute: the outcomes, the cap's refusal and any error."""
     try:
         listed_at = time.monotonic()
@@ -184,7 +186,7 @@ def _run(port: ClusterPort, policy: Policy, task: str, reporter: Reporter, now: 
     tasks = {name: TASKS[name] for name in (tuple(TASKS) if task == "all" else (task,))}
     policies = inventory.scope(policy, namespaces)
     gate = NamespaceGate(port, policies, listed_at)
-    return _Run(port, policy, policies, reporter, now, gate).plan_then_act(tasks)
+    return _Run(port, policy, policies, reporter, now, gate, keep_record).plan_then_act(tasks)
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,8 @@ class _Run:
     reporter: Reporter
     now: datetime
     gate: NamespaceGate
+    keep_record: bool = True
+    """False for ``cluster plan``: it reads the usage record but never writes it."""
 
     def plan_then_act(self, tasks: Mapping[str, _Task]
                       ) -> tuple[list[Outcome], str | None, str | None]:
@@ -222,6 +226,13 @@ class _Run:
         snapshot, failures = inventory.collect(self.port, kinds, self.policies, cluster,
                                                selectors, manifests=manifests)
         planned, problems, replanners = [], [], {}
+        if "requests" in tasks and _owner_kinds(self.policies) and not any(
+                k in failures for k in _owner_kinds(self.policies)):
+            observed = usage_observe.observe(self.port, cluster, snapshot, self.now,
+                                             self.keep_record)
+            snapshot = replace(snapshot, measured=observed.measured)
+            planned += [("requests", note) for note in observed.notes]
+            problems += [f"requests: {p}" for p in observed.problems]
         for name, task in tasks.items():
             stages = []
             for stage in task.stages:

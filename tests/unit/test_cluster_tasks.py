@@ -91,7 +91,7 @@ def test_dry_run_sends_every_mutation_as_a_dry_run():
     assert port.writes == []
     assert {(line["task"], line["kind"], line["result"]) for line in lines} == {
         ("jobs", "job", "planned"), ("revisions", "deployment", "planned"),
-        ("requests", "deployment", "done")}
+        ("requests", "deployment", "done"), ("requests", "usage", "done")}
     assert all(line["dry_run"] for line in lines)
     assert port.counter.by_request["delete jobs"] == 1
 
@@ -215,7 +215,7 @@ class _GcWatch(MemoryPort):
         self.collector_on: list[bool] = []
 
     def list_all(self, resource, field_selector=None, page_size=500, **scope):
-        if resource.kind != "secret":  # the recycle bins: one small namespaced list
+        if resource.kind not in ("secret", "configmap"):  # bins, usage: small, namespaced
             self.collector_on.append(gc.isenabled())
         return super().list_all(resource, field_selector, page_size, **scope)
 
