@@ -199,7 +199,8 @@ class ClusterExecutor:
         return fresh
 
     def _send(self, action: Action) -> None:
-        resource, details = RESOURCES[action.kind], action.details
+        details = action.details
+        resource = RESOURCES[details.get("resource", action.kind)]  # a pod's resize subresource
         namespace, dry = action.namespace or "", self._dry_run
         if action.verb is Verb.DELETE:
             self._port.delete(resource, namespace, action.name, details["preconditions"], dry)

@@ -32,11 +32,15 @@ from types import MappingProxyType
 from typing import Any
 
 from agents.actions import Action, Verb
+from agents.cluster import plan_resize
 from agents.cluster.inventory import LIMITRANGE_NAME, Inventory
+from agents.cluster.owners import owners
 from agents.cluster.planning import act, guarded, rules_for
-from agents.cluster.records import Container, Meta
+from agents.cluster.records import REQUESTS_PATCHED, Container, Meta
+from agents.cluster.request_changes import Change, change
 from agents.policy import ClusterPolicy, ResourceRequests
-from agents.units import parse_quantity
+from agents.report import rfc3339
+from agents.units import format_age, format_duration, parse_quantity
 
 _TEMPLATE_PATH = {
     "deployment": ("spec", "template", "spec"),
@@ -49,16 +53,77 @@ _ROLLOUT = ("deployment", "statefulset", "daemonset")
 
 def findings(inventory: Inventory, policies: Mapping[str, ClusterPolicy],
              now: datetime) -> list[Action]:
-    """One report (or template patch) per top-level owner missing something."""
+    """One report (or template patch) per top-level owner missing something or, with
+    usage measured, whose requests are off their recommendation; with ``resize``, also
+    one resize per running pod whose requests are off."""
     actions = []
+    owner_of = owners(inventory) if inventory.measured.source else {}
     for meta, containers in _top_level(inventory):
         rules = rules_for(meta, policies)
         if rules is None or not rules.resourceRequests.enabled:
             continue
-        missing = _missing(containers, rules.resourceRequests)
-        if missing:
-            actions.append(_owner_action(meta, containers, missing, rules.resourceRequests))
+        if inventory.measured.source is None:
+            missing = _missing(containers, rules.resourceRequests)
+            if missing:
+                actions.append(_owner_action(meta, containers, missing, rules.resourceRequests))
+            continue
+        found = _changes(meta, containers, rules.resourceRequests, inventory, now)
+        if found:
+            actions.append(_measured_action(meta, found, rules.resourceRequests, now))
+        if rules.resourceRequests.action == "resize":
+            actions += plan_resize.resizes(inventory, owner_of, meta, rules.resourceRequests,
+                                           now)
     return actions
+
+
+def _changes(meta: Meta, containers: tuple[Container, ...], rules: ResourceRequests,
+             inventory: Inventory, now: datetime) -> list[Change]:
+    stamp = int(now.timestamp())
+    found = (change(c, (meta.namespace, meta.kind, meta.name, c.name), rules,
+                    inventory.measured, stamp) for c in containers)
+    return [c for c in found if c.wanted or c.missing or c.conflicts]
+
+
+def _measured_action(meta: Meta, found: list[Change], rules: ResourceRequests,
+                     now: datetime) -> Action:
+    """The owner's line: the evidence always; a template patch when the policy allows it."""
+    why = "; ".join(c.why() for c in found)
+    fill = {c.name: c.wanted for c in found if c.wanted}
+    rule = ("resourceRequests.recommend" if any(c.recommended for c in found)
+            else "resourceRequests.require" if fill else "resourceRequests.requireLimits")
+    details = {"missing": {c.name: list(c.missing) for c in found if c.missing},
+               "recommendations": {c.name: c.evidence for c in found if c.evidence}}
+    held = _held(meta, found, rules, now)
+    if rules.action not in ("patch", "resize") or not fill or held:
+        return act(meta, Verb.REPORT, rule, why + (f"; {held}" if held else ""), **details)
+    if meta.kind not in _TEMPLATE_PATH:
+        return act(meta, Verb.REPORT, rule, f"{why} (a {meta.kind}'s pod spec cannot be "
+                   "patched)", **details)
+    if rules.action == "resize" and meta.kind in _ROLLOUT:
+        return act(meta, Verb.REPORT, rule, f"{why}; the pod template is left as it is "
+                   "(changing it rolls out; action patch does)", **details)
+    init = {c.name for c in found if c.init}
+    patch = _template_patch(meta.kind, init, fill)
+    if any(c.changes_set_requests for c in found):
+        patch["metadata"] = {"annotations": {REQUESTS_PATCHED: rfc3339(now)}}
+    effect = "; a rollout restarts its pods" if meta.kind in _ROLLOUT else ""
+    return act(meta, Verb.PATCH, rule, f"{why}; writing these requests{effect}",
+               patch=guarded(meta, patch), patchType="strategic", **details)
+
+
+def _held(meta: Meta, found: list[Change], rules: ResourceRequests, now: datetime
+          ) -> str | None:
+    """Why a patch the policy asks for waits: a limit in the way, or ``minInterval``."""
+    if rules.action not in ("patch", "resize"):
+        return None
+    if any(c.conflicts for c in found):
+        return "not patched: a limit would end up below its request (limits are never lowered)"
+    last, interval = meta.requests_patched, rules.recommend.minInterval
+    if (last is not None and now - last < interval
+            and any(c.changes_set_requests for c in found)):
+        return (f"not patched: requests last patched {format_age(now - last)} ago "
+                f"(recommend.minInterval {format_duration(interval)})")
+    return None
 
 
 def _top_level(inventory: Inventory) -> Iterator[tuple[Meta, tuple[Container, ...]]]:

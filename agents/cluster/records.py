@@ -20,6 +20,7 @@ from agents.policy import IGNORE_ANNOTATION
 
 _REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 OWNERLESS_SINCE = "kubekeeper/ownerless-since"
+REQUESTS_PATCHED = "kubekeeper/requests-patched-at"
 _FINISHED_PHASES = ("Succeeded", "Failed")
 _DELETABLE = ("replicaset", "job", "pod")
 _SERVER_SET = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
@@ -45,6 +46,8 @@ class Meta:
     created: datetime | None
     ignored: bool
     owners: tuple[Owner, ...]
+    requests_patched: datetime | None = None
+    """When kubekeeper last changed its requests (``kubekeeper/requests-patched-at``)."""
 
     @property
     def controller(self) -> Owner | None:
@@ -53,12 +56,20 @@ class Meta:
 
 @dataclass(frozen=True, slots=True)
 class Container:
-    """Which resources a container names; values are irrelevant to the checks."""
+    """Which resources a container names, and the values as written
+    (``values``: ``("requests.cpu", "100m")`` pairs) for the recommendations."""
 
     name: str
     init: bool
     requests: tuple[str, ...]
     limits: tuple[str, ...]
+    values: tuple[tuple[str, str], ...] = ()
+    restart_on_resize: tuple[str, ...] = ()
+    """Resources whose ``resizePolicy`` is ``RestartContainer``: resizing them restarts it."""
+
+    def value(self, field: str) -> str | None:
+        """``requests.cpu`` → ``"100m"``, or None when unset."""
+        return next((v for k, v in self.values if k == field), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,9 +210,10 @@ def meta_of(kind: str, raw: dict) -> Meta:
     m = raw.get("metadata") or {}
     owners = tuple(Owner(o.get("kind", ""), o.get("name", ""), o.get("uid", ""),
                          bool(o.get("controller"))) for o in m.get("ownerReferences") or ())
+    patched = _time_or_none((m.get("annotations") or {}).get(REQUESTS_PATCHED))
     return Meta(kind, m.get("namespace", ""), m.get("name", ""), m.get("uid", ""),
                 m.get("resourceVersion", ""), parse_time(m.get("creationTimestamp")),
-                is_ignored(m), owners)
+                is_ignored(m), owners, patched)
 
 
 def is_ignored(metadata: dict) -> bool:
@@ -210,15 +222,21 @@ def is_ignored(metadata: dict) -> bool:
 
 def containers_of(pod_spec: dict | None) -> tuple[Container, ...]:
     spec = pod_spec or {}
-    return tuple(Container(c.get("name", ""), init, *_resource_names(c.get("resources")))
+    return tuple(_container(c, init)
                  for init, key in ((False, "containers"), (True, "initContainers"))
                  for c in spec.get(key) or ())
 
 
-def _resource_names(resources: dict | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    resources = resources or {}
-    return (tuple(sorted(resources.get("requests") or ())),
-            tuple(sorted(resources.get("limits") or ())))
+def _container(raw: dict, init: bool) -> Container:
+    resources = raw.get("resources") or {}
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    values = tuple((f"{part}.{k}", str(v)) for part, given in (("requests", requests),
+                                                               ("limits", limits))
+                   for k, v in sorted(given.items()))
+    restart = tuple(sorted(p.get("resourceName", "") for p in raw.get("resizePolicy") or ()
+                           if p.get("restartPolicy") == "RestartContainer"))
+    return Container(raw.get("name", ""), init, tuple(sorted(requests)), tuple(sorted(limits)),
+                     values, restart)
 
 
 def _int(value: Any) -> int | None:

@@ -24,13 +24,12 @@ from agents.actions import Action, Verb
 from agents.cluster import usage_store
 from agents.cluster.api import ApiError, ClusterPort
 from agents.cluster.inventory import Inventory, collector_paused
+from agents.cluster.owners import attributed, owners
 from agents.cluster.recommend import Measured
 from agents.cluster.usage import ContainerUsage, Key, pruned
 from agents.cluster.usage_sources import (
     METRICS_SOURCE,
     PROMETHEUS_SOURCE,
-    attributed,
-    owners,
     pod_metrics,
     prometheus_evidence,
 )

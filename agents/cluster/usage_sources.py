@@ -1,8 +1,7 @@
 """Where usage is measured: the metrics API's PodMetrics, or Prometheus over the window.
 
-Both answer per pod; ``owners`` maps each pod to the top-level owner the
-requests task reports against (a Deployment's pod through its ReplicaSet, a
-CronJob's through its Job), so usage and findings meet on the same key.
+Both answer per pod; ``owners.owners`` maps each pod to the top-level owner
+the requests task reports against, so usage and findings meet on one key.
 
 Prometheus is asked four instant queries (CPU percentile, memory peak,
 sample count, first sample) through ``urllib``; only pods that exist now can
@@ -14,13 +13,12 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from agents.cluster.api import ClusterPort
-from agents.cluster.inventory import Inventory
 from agents.cluster.recommend import Evidence
 from agents.cluster.resources import RESOURCES
 from agents.cluster.usage import Key
@@ -29,8 +27,6 @@ from agents.units import format_duration, parse_quantity
 
 METRICS_SOURCE = "metrics.k8s.io"
 PROMETHEUS_SOURCE = "prometheus"
-_TOP = {"Deployment": "deployment", "StatefulSet": "statefulset", "DaemonSet": "daemonset",
-        "CronJob": "cronjob"}
 _CONTAINERS = 'container!="",container!="POD"'
 _TIMEOUT = 30
 
@@ -42,32 +38,6 @@ class Sample:
     container: str
     cores: float
     memory: float
-
-
-def owners(inventory: Inventory) -> dict[tuple[str, str], tuple[str, str]]:
-    """(namespace, pod) → (owner kind, owner name) of every listed pod's top-level owner."""
-    parents = {("ReplicaSet", r.meta.namespace, r.meta.name): r.meta.controller
-               for r in inventory.replicaset}
-    parents |= {("Job", j.meta.namespace, j.meta.name): j.meta.controller for j in inventory.job}
-    found = {}
-    for pod in inventory.pod:
-        owner, kind, name = pod.meta.controller, "pod", pod.meta.name
-        if owner is not None:
-            kind, name = owner.kind.lower(), owner.name
-            above = parents.get((owner.kind, pod.meta.namespace, owner.name))
-            if above is not None and above.kind in _TOP:
-                kind, name = _TOP[above.kind], above.name
-        found[(pod.meta.namespace, pod.meta.name)] = (kind, name)
-    return found
-
-
-def attributed(samples: Iterable[Sample], owner_of: Mapping[tuple[str, str], tuple[str, str]]
-               ) -> Iterator[tuple[Key, Sample]]:
-    """Each sample with its owner's key; samples of pods not listed (out of scope) drop."""
-    for sample in samples:
-        owner = owner_of.get((sample.namespace, sample.pod))
-        if owner is not None:
-            yield (sample.namespace, *owner, sample.container), sample
 
 
 def pod_metrics(port: ClusterPort, page_size: int) -> Iterator[Sample]:
