@@ -22,7 +22,7 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
     "requests": {
         *((verb, resource) for verb in ("get", "list") for resource in (
             "namespaces", "pods", *_WORKLOADS, "replicasets.apps", "jobs.batch",
-            "cronjobs.batch", "limitranges")),
+            "cronjobs.batch", "limitranges", "pods.metrics.k8s.io")),
         *((verb, "limitranges") for verb in ("create", "patch")),
         *(("patch", resource) for resource in (*_WORKLOADS, "cronjobs.batch")),
         ("create", "events"),
@@ -106,14 +106,15 @@ def test_task_account_is_denied_secrets_and_destructive_verbs(
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_only_deleting_tasks_keep_a_recycle_bin_and_only_in_their_namespace(
+def test_only_deleting_tasks_keep_a_recycle_bin_and_requests_its_usage_record_there(
     installed: list[dict], control_plane: ControlPlane, task: str
 ) -> None:
     user = account(SYSTEM_NAMESPACE, f"kubekeeper-{task}")
     extra = (_granted(control_plane, user, SYSTEM_NAMESPACE)
              - _unbound(control_plane, SYSTEM_NAMESPACE) - NEEDS[task])
     bin_verbs = {("list", "secrets"), ("create", "secrets"), ("delete", "secrets")}
-    assert extra == (set() if task == "requests" else bin_verbs)
+    usage_record = {("list", "configmaps"), ("create", "configmaps"), ("patch", "configmaps")}
+    assert extra == (usage_record if task == "requests" else bin_verbs)
 
 
 def test_node_account_holds_no_api_permission_at_all(
