@@ -19,6 +19,15 @@ Policy ``cluster.resourceRequests``:
   Bare Jobs, ReplicaSets and Pods cannot be patched (their pod specs are
   immutable), so they are reported.
 
+With usage measured (``inventory.measured``; see ``usage_observe``), a
+required CPU or memory request is also compared with its recommendation
+(``request_changes``): a line whenever they differ by more than
+``recommend.minChange``, carrying the evidence; ``patch`` writes the
+recommendations (a change of requests already set at most once per
+``recommend.minInterval``, recorded in ``kubekeeper/requests-patched-at`` on
+the workload), never past a limit; ``resize`` resizes running pods in place
+(``plan_resize``). Without a source, nothing here changes.
+
 Two planners: ``findings`` reads the workloads, ``limitranges`` only the
 LimitRanges, so a requests run writes those while it still lists the rest.
 """
