@@ -110,14 +110,14 @@ def test_a_prometheus_error_answer_is_no_evidence():
     assert evidence_from_answers({"cpu": bad}, owners(inventory())) == {}
 
 
-def cluster_policy(extra: str = ""):
+def cluster_policy(prometheus: str = ""):
     return parse_policy(f"""\
 apiVersion: kubekeeper/v1
 cluster:
   apiQPS: 0
   resourceRequests:
-    usage: {{namespace: kubekeeper-system}}
-{extra}""").cluster
+    usage: {{namespace: kubekeeper-system, prometheus: {{url: "{prometheus}"}}}}
+""").cluster
 
 
 def metrics_items() -> list[dict]:
@@ -200,3 +200,14 @@ def test_the_resize_subresource_path():
     assert path == "/api/v1/namespaces/apps/pods/web-1/resize"
     assert RESOURCES["pod/resize"].label == "pods/resize"
 
+
+
+def test_a_prometheus_that_does_not_answer_is_said_on_the_first_line_and_nothing_else_is_read():
+    port = MemoryPort(*OBJECTS)
+    port.metrics = metrics_items()
+    rules = cluster_policy("http://127.0.0.1:9")
+    seen = observe(port, rules, inventory(), NOW, keep_record=True)
+    [line] = seen.notes
+    assert line.name == "prometheus" and line.why.startswith(
+        "Prometheus at http://127.0.0.1:9 did not answer the usage queries")
+    assert seen.measured.source is None and port.counter.total == 0
