@@ -139,6 +139,16 @@ class Reporter:
             "reason": action.reason, "result": result,
         }
 
+    def note(self, rule: str, message: str, **fields: Any) -> None:
+        """A ``run.note`` line: a fact about the whole run that no action carries (no
+        usage source, say), written once, before the actions when the caller plans first."""
+        line = {"ts": rfc3339(), "level": "warning", "event": "run.note", "agent": self.agent,
+                "task": self.task, "node": self.node, "dry_run": self.dry_run,
+                "run": self.run_id, "rule": rule, "message": message, **fields}
+        out = self._render(line, _text_note)
+        with self._lock:
+            self._write(out)
+
     def summary(self, aborted: str | None = None, error: str | None = None,
                 task: str | None = None) -> dict[str, Any]:
         """Write the run's last line and return it (the CLI derives the exit code from it)."""
@@ -198,6 +208,10 @@ def _text_line(line: dict[str, Any], status: str) -> str:
     ident = f" ({line['id'][:19]})" if line.get("id") and line["id"] != line["name"] else ""
     return printable(f"{line['ts'][11:19]} {status:8} {line['action']:8} {line['kind']} "
                      f"{where}{line['name']}{ident}{size}  [{line['reason']}]{error}")
+
+
+def _text_note(line: dict[str, Any]) -> str:
+    return printable(f"{line['ts'][11:19]} NOTE     {line['rule']}: {line['message']}")
 
 
 def _text_summary(line: dict[str, Any]) -> str:

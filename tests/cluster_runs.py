@@ -48,6 +48,8 @@ class Run:
         parsed = report_lines.parse(stream.getvalue())
         self.lines, self.summary, self.api = report_lines.outcomes(parsed), summary, api
         self.intents = report_lines.intents(parsed)
+        self.notes = [line for line in parsed if line["event"] == "run.note"]
+        self.first = parsed[0]
         assert parsed[-1]["event"] == "run.summary"
 
     def line(self, kind: str, name: str, task: str | None = None) -> dict[str, Any]:

@@ -231,7 +231,8 @@ class _Run:
             observed = usage_observe.observe(self.port, cluster, snapshot, self.now,
                                              self.keep_record)
             snapshot = replace(snapshot, measured=observed.measured)
-            planned += [("requests", note) for note in observed.notes]
+            for note in observed.notes:
+                self.reporter.note(note.rule, note.message, source=note.source)
             problems += [f"requests: {p}" for p in observed.problems]
         for name, task in tasks.items():
             stages = []

@@ -6,8 +6,8 @@ every ``cluster run`` (dry runs too, as the node agent keeps its first-seen
 record), never by ``cluster plan``, and nothing else is written here.
 
 The source, in order: Prometheus when ``usage.prometheus.url`` is set, else
-the metrics API sampled now. With neither, the run's first line (a ``usage``
-report) says so once and the requests task does what it did before usage:
+the metrics API sampled now. With neither, the run's first line (a ``run.note``)
+says so once and the requests task does what it did before usage:
 it checks that requests are set.
 
 The record's window and half-life are the top-level ``recommend`` settings:
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import MappingProxyType
 
-from agents.actions import Action, Verb
 from agents.cluster import usage_store
 from agents.cluster.api import ApiError, ClusterPort
 from agents.cluster.inventory import Inventory, collector_paused
@@ -40,10 +38,19 @@ _FALLBACK = "requests are only checked for presence, as without usage"
 
 
 @dataclass(frozen=True)
+class Note:
+    """A ``run.note`` line: ``source`` is the source it is about."""
+
+    source: str
+    message: str
+    rule: str = RULE
+
+
+@dataclass(frozen=True)
 class Observation:
     measured: Measured
-    notes: list[Action] = field(default_factory=list)
-    """Report lines for the run's start (no source, a source that failed)."""
+    notes: list[Note] = field(default_factory=list)
+    """For the run's first lines (no source, a source that failed)."""
     problems: list[str] = field(default_factory=list)
     """For the summary's error: the record could not be read or written."""
 
@@ -106,6 +113,5 @@ def _no_metrics(err: ApiError) -> str:
     return f"the metrics API could not be read: {err}; {_FALLBACK}"
 
 
-def note(source: str, why: str) -> Action:
-    return Action(kind="usage", name=source, verb=Verb.REPORT, rule=RULE, why=why,
-                  details=MappingProxyType({"source": None}))
+def note(source: str, why: str) -> Note:
+    return Note(source, why)

@@ -41,12 +41,12 @@ def test_without_a_metrics_api_the_first_line_says_so_and_the_run_is_as_before(
         kube_api, namespace):
     deployment(kube_api, namespace, "web", container("app", {"cpu": "10m"}), replicas=0)
     run = run_task(kube_api, usage_policy(namespace), "requests")
-    first, web = run.lines
-    assert (first["kind"], first["name"], first["action"]) == ("usage", "metrics.k8s.io",
-                                                               "report")
-    assert first["reason"].startswith(
-        "resourceRequests.usage: no usage source: the metrics API (metrics.k8s.io) is not "
-        "served (404)")
+    [note] = run.notes
+    assert run.first == note
+    assert (note["rule"], note["source"]) == ("resourceRequests.usage", "metrics.k8s.io")
+    assert note["message"].startswith(
+        "no usage source: the metrics API (metrics.k8s.io) is not served (404)")
+    [web] = run.lines
     assert web["reason"] == "resourceRequests.require: container app lacks requests.memory"
     assert run.summary["error"] is None
     assert run.api.counter.by_request["list pods.metrics.k8s.io"] == 1

@@ -91,7 +91,7 @@ def test_dry_run_sends_every_mutation_as_a_dry_run():
     assert port.writes == []
     assert {(line["task"], line["kind"], line["result"]) for line in lines} == {
         ("jobs", "job", "planned"), ("revisions", "deployment", "planned"),
-        ("requests", "deployment", "done"), ("requests", "usage", "done")}
+        ("requests", "deployment", "done")}
     assert all(line["dry_run"] for line in lines)
     assert port.counter.by_request["delete jobs"] == 1
 

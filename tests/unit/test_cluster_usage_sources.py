@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from agents.actions import Verb
 from agents.cluster import records, usage, usage_store
 from agents.cluster.inventory import Inventory
 from agents.cluster.owners import owners
@@ -129,10 +128,10 @@ def test_without_a_metrics_api_the_run_says_so_and_keeps_no_record():
     port = MemoryPort(*OBJECTS)
     seen = observe(port, cluster_policy(), inventory(), NOW, keep_record=True)
     assert seen.measured.source is None and seen.problems == []
-    [line] = seen.notes
-    assert (line.kind, line.verb, line.rule) == ("usage", Verb.REPORT, "resourceRequests.usage")
-    assert line.why.startswith("no usage source: the metrics API (metrics.k8s.io) is not "
-                               "served (404)")
+    [note] = seen.notes
+    assert (note.source, note.rule) == ("metrics.k8s.io", "resourceRequests.usage")
+    assert note.message.startswith("no usage source: the metrics API (metrics.k8s.io) is not "
+                                   "served (404)")
     assert port.writes == []
 
 
@@ -191,8 +190,10 @@ def test_the_no_source_note_is_the_run_s_first_line():
     stream = io.StringIO()
     run_tasks(port, parse_policy("apiVersion: kubekeeper/v1\ncluster: {apiQPS: 0}\n"),
               "all", stream=stream, now=NOW)
-    first = report_lines.parse(stream.getvalue())[0]
-    assert (first["event"], first["kind"], first["task"]) == ("action", "usage", "requests")
+    lines = report_lines.parse(stream.getvalue())
+    assert (lines[0]["event"], lines[0]["source"]) == ("run.note", "metrics.k8s.io")
+    assert [line for line in lines if line["event"] == "run.note"] == lines[:1]
+    assert lines[-1]["actions"] == len(report_lines.outcomes(lines))
 
 
 def test_the_resize_subresource_path():
@@ -207,7 +208,16 @@ def test_a_prometheus_that_does_not_answer_is_said_on_the_first_line_and_nothing
     port.metrics = metrics_items()
     rules = cluster_policy("http://127.0.0.1:9")
     seen = observe(port, rules, inventory(), NOW, keep_record=True)
-    [line] = seen.notes
-    assert line.name == "prometheus" and line.why.startswith(
+    [note] = seen.notes
+    assert note.source == "prometheus" and note.message.startswith(
         "Prometheus at http://127.0.0.1:9 did not answer the usage queries")
     assert seen.measured.source is None and port.counter.total == 0
+
+
+def test_a_note_on_a_terminal_is_one_escaped_line():
+    from agents.report import Reporter
+    stream = io.StringIO()
+    Reporter("cluster", "requests", True, stream=stream, fmt="text").note(
+        "resourceRequests.usage", "no usage source\x1b]0;x\x07")
+    [line] = stream.getvalue().splitlines()
+    assert line.endswith("NOTE     resourceRequests.usage: no usage source\\x1b]0;x\\x07")
