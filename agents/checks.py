@@ -20,6 +20,8 @@ from apscheduler.triggers.cron import CronTrigger
 from agents import units
 
 RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+RUNTIME_NAMES = ("docker", "containerd", "k3s", "crio", "cri-dockerd", "cri")
+"""The node runtimes by the names ``--runtime`` and the report use (``cri``: ``cri:<socket>``)."""
 _LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -122,6 +124,16 @@ def resources(value: Any) -> tuple[str, ...]:
         if item not in RESOURCE_NAMES:
             raise ValueError(f"{_show(item)} is not a resource; known: {', '.join(RESOURCE_NAMES)}"
                              f"{suggestion(item, RESOURCE_NAMES)}")
+    return tuple(value)
+
+
+def runtimes(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{_show(value)} is not a list of runtimes ({', '.join(RUNTIME_NAMES)})")
+    for item in value:
+        if item not in RUNTIME_NAMES:
+            raise ValueError(f"{_show(item)} is not a runtime; known: {', '.join(RUNTIME_NAMES)}"
+                             f"{suggestion(item, RUNTIME_NAMES)}")
     return tuple(value)
 
 

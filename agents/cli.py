@@ -17,6 +17,7 @@ import yaml
 from loguru import logger
 
 from agents import errors
+from agents.node.runtimes import check_spec
 from agents.policy import Policy, to_plain
 from agents.policy_loader import PolicyInvalid, load_policy
 from agents.units import parse_duration
@@ -94,9 +95,13 @@ def _add_node_commands(commands: argparse._SubParsersAction, common: _Parser) ->
     sub = node.add_subparsers(dest="node_command", parser_class=_Parser)
     for name, helptext in (("run", "clean up, once or as a daemon"), ("plan", "show the plan")):
         cmd = sub.add_parser(name, parents=[common], help=helptext)
+        cmd.add_argument("--runtime", type=_runtime, default=None,
+                         help="auto, docker, containerd, crio or cri:<socket> (default: "
+                              "docker when --docker-host or $DOCKER_HOST is given, else auto: "
+                              "every runtime socket found under --host-root)")
         cmd.add_argument("--docker-host", default=None,
-                         help="Docker endpoint (default: $DOCKER_HOST, else "
-                              "unix:///var/run/docker.sock)")
+                         help="Docker endpoint (default: $DOCKER_HOST, else the socket "
+                              "/var/run/docker.sock under --host-root)")
         cmd.add_argument("--host-root", default="/",
                          help="where the host's filesystem is mounted (e.g. /host in a pod)")
         cmd.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
@@ -160,10 +165,11 @@ def _node(args: argparse.Namespace) -> int:
     # Imported here so `policy check` never pays for the Docker and Kubernetes SDKs.
     from agents.node.agent import NodeOptions, run_node
 
+    docker_host = args.docker_host or os.environ.get("DOCKER_HOST") or None
+    runtime = args.runtime or ("docker" if docker_host else "auto")
     options = NodeOptions(
-        docker_host=args.docker_host or os.environ.get("DOCKER_HOST")
-        or "unix:///var/run/docker.sock",
-        host_root=args.host_root, node_name=args.node_name, log_format=args.log_format,
+        docker_host=docker_host, runtime=runtime, host_root=args.host_root,
+        node_name=args.node_name, log_format=args.log_format,
         job=args.job, plan_only=args.plan_only, once=getattr(args, "once", True),
         health_port=getattr(args, "health_port", None), policy_path=args.policy,
         dry_run_override=args.dry_run, state_dir=args.state_dir,
@@ -191,6 +197,13 @@ def _duration(text: str) -> timedelta:
     if value <= timedelta(0):
         raise argparse.ArgumentTypeError(f"{text!r} must be longer than 0s")
     return value
+
+
+def _runtime(text: str) -> str:
+    try:
+        return check_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _with_dry_run(policy: Policy, override: bool | None) -> Policy:

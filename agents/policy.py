@@ -127,7 +127,10 @@ class LogRules:
 @dataclass(frozen=True)
 class NodePolicy:
     schedule: Schedule = section(Schedule, "When the daemon runs each job.")
-    parallelism: int = setting(checks.positive_int, 4, "Docker deletions in flight at once.")
+    parallelism: int = setting(checks.positive_int, 4, "Runtime deletions in flight at once.")
+    runtimes: tuple[str, ...] = setting(
+        checks.runtimes, list(checks.RUNTIME_NAMES),
+        "Runtimes that may be cleaned, of those --runtime finds; leave one out to turn it off.")
     containers: ContainerRules = section(ContainerRules, "Container cleanup.")
     images: ImageRules = section(ImageRules, "Image cleanup.")
     volumes: VolumeRules = section(VolumeRules, "Volume cleanup.")

@@ -2,6 +2,8 @@
 
 Never planned, whatever the snapshot:
 - an image any remaining container uses, running or not;
+- an image the runtime pins (the CRI's ``pinned``, set for the sandbox image)
+  and the image of any CRI pod sandbox, in any state, whatever the policy;
 - an image another kept image is built on: an image is planned only when every
   child is planned too, and the executor removes children before parents;
 - an image with the keep label or matching an ``images.protect`` glob (on
@@ -102,7 +104,7 @@ def _disk_line(disk: Disk, why: str) -> Action:
 
 
 def _disk_not_visible(disk: Disk) -> Action:
-    why = (f"Docker root {disk.host_path} is not visible at {disk.local_path} "
+    why = (f"image store {disk.host_path} is not visible at {disk.local_path or '-'} "
            "(mount it under --host-root): disk pressure was not evaluated")
     return Action(kind="disk", name=disk.host_path, verb=Verb.REPORT, rule="images.diskPressure",
                   why=why, details=MappingProxyType({"path": disk.host_path, "visible": False}))
@@ -117,8 +119,11 @@ def pinned_images(snap: Snapshot, rules: ImageRules,
     for c in snap.containers:
         if rules.protectSandboxImages and is_sandbox(c.labels):
             pinned.setdefault(c.image_id, f"image of pod sandbox {c.name}")
+    for s in snap.sandboxes:
+        if s.image_id:
+            pinned.setdefault(s.image_id, f"image of pod sandbox {s.namespace}/{s.name}")
     for image in snap.images:
-        why = _protected(image, rules)
+        why = "pinned by the runtime" if image.pinned else _protected(image, rules)
         if why:
             pinned.setdefault(image.id, why)
     return pinned
