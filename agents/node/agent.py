@@ -105,9 +105,10 @@ def run_job(job: str, policy: Policy, options: NodeOptions, stop: threading.Even
                                 options.docker_host)
     connected, problems, found = _connect_all(selection.runtimes, policy, options)
     try:
-        outcomes = [_report(reporter, _runtime_note(text))
-                    for text in (*selection.notes, *found)]
-        plans, problems = _plan_all(job, connected, paths, policy, options, problems)
+        outcomes = [_report(reporter, _runtime_note(why, name))
+                    for name, why in (*selection.notes, *found)]
+        plans, failed = _plan_all(job, connected, paths, policy, options)
+        problems += failed
         deadline = started + options.deadline.total_seconds() if options.deadline else None
         runs = [(Execution(s.port, reporter, paths, root, policy.node.parallelism, stop,
                            deadline, mutate=s.mutate(), runtime=s.label), actions)
@@ -131,7 +132,7 @@ def run_job(job: str, policy: Policy, options: NodeOptions, stop: threading.Even
 
 
 def _connect_all(selected: Sequence[Runtime], policy: Policy, options: NodeOptions
-                 ) -> tuple[list[Session], list[str], list[str]]:
+                 ) -> tuple[list[Session], list[str], list[tuple[str | None, str]]]:
     """Sessions on the selected runtimes that answer; the run's problems; notes.
 
     A runtime named on the command line that does not answer is ``Unreachable``
@@ -141,41 +142,42 @@ def _connect_all(selected: Sequence[Runtime], policy: Policy, options: NodeOptio
     """
     sessions: list[Session] = []
     problems: list[str] = []
-    notes: list[str] = []
+    notes: list[tuple[str | None, str]] = []
     failure: tuple[Runtime, DockerError] | None = None
     for runtime in selected:
         try:
             sessions.append(connect(runtime, policy.node.parallelism, options.runtime_timeout))
         except DockerError as exc:
             if not runtime.explicit and not isinstance(exc, DockerDown):
-                notes.append(f"runtime {runtime.name} ({runtime.endpoint}) found, but not "
-                             f"cleaned: {exc}")
+                notes.append((runtime.name, f"runtime {runtime.name} ({runtime.endpoint}) "
+                                            f"found, but not cleaned: {exc}"))
                 continue
             failure = failure or (runtime, exc)
-            problems.append(f"cannot reach {runtime.name} at {runtime.endpoint}: {exc}")
+            problems.append(f"cannot reach {runtime.label} at {runtime.endpoint}: {exc}")
     if failure and (failure[0].explicit or not sessions):
         for session in sessions:
             session.close()
         runtime, exc = failure
-        raise errors.Unreachable(runtime.name, runtime.endpoint, exc) from exc
+        raise errors.Unreachable(runtime.label, runtime.endpoint, exc) from exc
     return sessions, problems, notes
 
 
 def _plan_all(job: str, sessions: Sequence[Session], paths: HostPaths, policy: Policy,
-              options: NodeOptions, problems: list[str]
-              ) -> tuple[list[tuple[Session, str, list[Action]]], list[str]]:
-    """Each runtime's root and plan, its lines naming it; a runtime whose inventory fails is
-    left out and its failure added to the run's problems."""
+              options: NodeOptions) -> tuple[list[tuple[Session, str, list[Action]]], list[str]]:
+    """Each runtime's root and plan, its lines naming it, and the failed inventories.
+
+    A runtime whose inventory fails is left out of the run; when it is the
+    only one and it stopped answering, the run is ``Unreachable`` (exit 3).
+    """
     plans = []
-    problems = list(problems)
+    problems: list[str] = []
     now = datetime.now(UTC)
     for session in sessions:
         try:
             root, actions = _plan(job, session, paths, policy, options, now)
         except DockerDown as exc:
             if len(sessions) == 1:
-                raise errors.Unreachable(session.runtime.name, session.runtime.endpoint,
-                                         exc) from exc
+                raise errors.Unreachable(session.label, session.runtime.endpoint, exc) from exc
             problems.append(f"inventory of {session.runtime.name} failed: {exc}")
             continue
         except DockerError as exc:

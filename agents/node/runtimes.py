@@ -70,12 +70,18 @@ class Runtime:
     explicit: bool = False
     """Named by ``--runtime`` (or ``--docker-host``): not answering is then an error of the run."""
 
+    @property
+    def label(self) -> str:
+        """The runtime's name in error messages: ``Docker``, ``containerd``, ..."""
+        return "Docker" if self.kind == DOCKER else self.name
+
 
 @dataclass(frozen=True)
 class Selection:
     runtimes: tuple[Runtime, ...]
-    notes: tuple[str, ...] = ()
-    """Why a runtime found or named is not cleaned, one sentence each."""
+    notes: tuple[tuple[str | None, str], ...] = ()
+    """(runtime, why) for each runtime found or named that is not cleaned; runtime None
+    when none was found at all."""
 
 
 def check_spec(spec: str) -> str:
@@ -101,16 +107,18 @@ def select(spec: str, paths: HostPaths, allowed: Sequence[str],
         found = _first(spec, paths)
     else:
         found = _detected(paths, docker_host)
-    notes = [f"runtime {r.name} ({r.endpoint}) is turned off by node.runtimes; not cleaned"
-             for r in found if r.name not in allowed]
+    notes: list[tuple[str | None, str]] = [
+        (r.name, f"runtime {r.name} ({r.endpoint}) is turned off by node.runtimes; not cleaned")
+        for r in found if r.name not in allowed]
     kept = [r for r in found if r.name in allowed]
     if any(r.kind == DOCKER for r in kept):
         fronting = [r for r in kept if r.name == "cri-dockerd"]
-        notes += [f"runtime cri-dockerd ({r.endpoint}) fronts the Docker engine cleaned "
-                  "through Docker's own socket: not cleaned twice" for r in fronting]
+        notes += [(r.name, f"runtime cri-dockerd ({r.endpoint}) fronts the Docker engine "
+                           "cleaned through Docker's own socket: not cleaned twice")
+                  for r in fronting]
         kept = [r for r in kept if r not in fronting]
     if not found:
-        notes.append(_none_found(spec, paths))
+        notes.append((None, _none_found(spec, paths)))
     return Selection(tuple(kept), tuple(notes))
 
 

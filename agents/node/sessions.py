@@ -45,8 +45,7 @@ class Session:
 
     @property
     def label(self) -> str:
-        """The runtime's name for error lines (``Docker``, ``containerd``)."""
-        return "Docker" if not self.cri else self.runtime.name
+        return self.runtime.label
 
     def take(self, paths: HostPaths) -> Snapshot:
         if not self.cri:
