@@ -7,7 +7,9 @@ Never planned, whatever the snapshot:
 - an image another kept image is built on: an image is planned only when every
   child is planned too, and the executor removes children before parents;
 - an image with the keep label or matching an ``images.protect`` glob (on
-  ``repo:tag``, ``repo@digest`` or the id, with or without ``sha256:``);
+  ``repo:tag``, ``repo@digest`` or the id, with or without ``sha256:``; a
+  Docker Hub reference also in Docker's short form, as the CRI lists
+  ``docker.io/team/app:1`` where Docker lists ``team/app:1``);
 - with ``protectSandboxImages``: ``registry.k8s.io/pause*``, ``k8s.gcr.io/pause*``
   and the image of every pod sandbox container in the snapshot.
 
@@ -39,7 +41,13 @@ from types import MappingProxyType
 from agents.actions import Action, Verb
 from agents.node.ages import image_last_used
 from agents.node.inventory import Container, Disk, Image, Snapshot
-from agents.node.protection import SANDBOX_IMAGE_GLOBS, first_match, is_sandbox, keep_labelled
+from agents.node.protection import (
+    SANDBOX_IMAGE_GLOBS,
+    familiar,
+    first_match,
+    is_sandbox,
+    keep_labelled,
+)
 from agents.policy import ImageRules
 from agents.units import format_age, format_bytes, format_duration
 
@@ -139,7 +147,8 @@ def estimated_bytes(snap: Snapshot, image: Image) -> int:
 def _protected(image: Image, rules: ImageRules) -> str | None:
     if keep_labelled(image.labels):
         return "label kubekeeper.keep=true"
-    names = [*image.references, image.id, image.id.removeprefix("sha256:")]
+    names = [*image.references, *(familiar(r) for r in image.references), image.id,
+             image.id.removeprefix("sha256:")]
     for name in names:
         glob = first_match(name, rules.protect)
         if glob:

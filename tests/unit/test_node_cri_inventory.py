@@ -137,3 +137,11 @@ def test_an_image_put_in_use_after_planning_is_skipped_with_every_tag(tmp_path):
     assert outcome.result is Result.SKIPPED and "in use by container late" in outcome.error
     assert cri.removed == []
     assert list(cri.inspect_image(OLD).tags) == action.details["tags"]
+
+
+def test_a_protect_glob_written_for_docker_matches_the_cris_full_docker_hub_name():
+    hub = Image(OLD, None, 1, tags=("docker.io/team/tool:1",), first_seen=NOW)
+    library = Image(APP, None, 1, tags=("docker.io/library/nginx:1",), first_seen=NOW)
+    rules = ImageRules(unused=AgeRule(olderThan=timedelta(0)), protect=("team/*", "nginx:*"),
+                       diskPressure=DiskPressure(enabled=False))
+    assert plan_images(Snapshot("/", images=(hub, library)), rules, (), NOW) == []
