@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agents.node.cri_port import GrpcCriPort
-from scripts.localenv import cri_images
+from scripts.localenv import cri_images, testimages
 from scripts.localenv.containerd import SANDBOX_IMAGE
 from tests.node_runs import actions, changes, policy_text, run_once, summaries, write_policy
 
@@ -185,3 +185,32 @@ def test_disk_pressure_is_measured_on_the_image_filesystem(capsys, tmp_path, nod
     fs = os.statvfs(disk["name"])
     assert disk["capacity"] == fs.f_blocks * fs.f_frsize
     assert "no eviction" in disk["reason"]
+
+
+def test_a_node_with_docker_and_containerd_is_cleaned_on_both_under_one_cap(
+        capsys, tmp_path, node, host_root, docker_client, clean_docker):
+    """A CI node: Docker beside the kubelet's containerd, each with unused images (Docker:
+    an image and its base)."""
+    docker_old = testimages.layered_image(docker_client, "kubekeeper.test/docker-old:1", "d")
+    policy = write_policy(tmp_path, policy_text())
+    docker_ids = {i["Id"] for i in docker_client.api.images(all=True)}
+    runtime = ("--runtime", "auto", "--host-root", str(host_root), "--job", "cleanup")
+
+    code, capped = run_once(capsys, clean_docker.base_url,
+                            write_policy(tmp_path, policy_text(cap=2), "capped.yaml"), *runtime)
+    assert code == 1 and "maxDeletionsPerRun=2" in summaries(capped)[0]["aborted"]
+    assert {i["Id"] for i in docker_client.api.images(all=True)} == docker_ids
+    assert {OLD.image_id, STALE.image_id} <= listed(node)["image"]
+
+    code, lines = run_once(capsys, clean_docker.base_url, policy, *runtime)
+    assert code == 0, lines
+    done = {(line["runtime"], line["id"]) for line in changes(lines)}
+    assert docker_old.id in docker_ids and len(docker_ids) == 2
+    assert done == {("containerd", OLD.image_id), ("containerd", STALE.image_id),
+                    *(("docker", i) for i in docker_ids)}
+    assert {line["runtime"] for line in actions(lines)} == {"containerd", "docker"}
+    (summary,) = summaries(lines)
+    assert summary["runtimes"] == ["containerd", "docker"] and summary["errors"] == 0
+    assert not {OLD.image_id, STALE.image_id} & listed(node)["image"]
+    assert docker_client.api.images(all=True) == []
+    assert {p.name for p in (tmp_path / "state").iterdir()} == {"containerd.json", "docker.json"}
