@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import tempfile
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from agents.checks import RUNTIME_NAMES
+from agents.cli import main
 from agents.node.host_paths import HostPaths
 from agents.node.runtimes import SOCKETS, check_spec, select
+from tests.fake_cri import Behaviour, serving
 
 ALL = RUNTIME_NAMES
 
@@ -134,3 +137,47 @@ def test_the_documented_specs_are_accepted(spec):
 def test_other_specs_are_refused_with_the_choices(spec):
     with pytest.raises(ValueError, match="auto, docker, containerd, crio, cri:<socket>"):
         check_spec(spec)
+
+
+def node_run(capsys, host: Path, *args: str) -> tuple[int, list[dict]]:
+    policy = host / "policy.yaml"
+    policy.write_text("apiVersion: kubekeeper/v1\ndryRun: false\n")
+    capsys.readouterr()
+    code = main(["node", "run", "--once", "--policy", str(policy), "--log-format", "json",
+                 "--host-root", str(host), "--state-dir", str(host / "state"), *args])
+    return code, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_a_node_without_any_runtime_socket_gets_one_line_and_a_clean_exit(capsys, host):
+    code, lines = node_run(capsys, host, "--job", "cleanup")
+
+    assert code == 0
+    (note, summary) = lines
+    assert (note["kind"], note["result"], note["runtime"]) == ("runtime", "done", None)
+    assert "no container runtime socket found" in note["reason"]
+    assert (summary["error"], summary["runtimes"]) == (None, [])
+
+
+def test_a_found_socket_that_is_not_a_cri_v1_runtime_is_noted_not_an_error(capsys, host):
+    """Docker's own containerd runs without its CRI plugin: nothing to clean there."""
+    (host / "run/containerd").mkdir()
+    with serving(host / "run/containerd/containerd.sock", Behaviour(), runtime=False):
+        code, lines = node_run(capsys, host, "--job", "cleanup")
+
+    assert code == 0
+    (note, summary) = lines
+    assert (note["kind"], note["runtime"]) == ("runtime", "containerd")
+    assert "found, but not cleaned" in note["reason"] and "v1" in note["reason"]
+    assert summary["error"] is None
+
+
+def test_a_named_runtime_that_is_missing_is_unreachable(capsys, host):
+    code, lines = node_run(capsys, host, "--runtime", "containerd")
+    assert code == 3 and lines == []
+
+
+def test_a_found_socket_nobody_answers_on_is_unreachable_when_it_is_the_only_one(capsys,
+                                                                                host):
+    bind(host, "/run/crio/crio.sock")
+    code, lines = node_run(capsys, host, "--job", "cleanup", "--runtime-timeout", "2s")
+    assert code == 3 and lines == []
