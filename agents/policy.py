@@ -77,10 +77,10 @@ class ContainerRules:
 class DiskPressure:
     enabled: bool = setting(checks.boolean, True,
                             "Evict unused images, least recently used first, on a full disk.")
-    highPercent: float = setting(checks.percent, 85,
-                                 "Start evicting above this usage (kubelet: 85).",
-                                 checks.render_number)
-    lowPercent: float = setting(checks.percent, 80, "Stop evicting below this usage (kubelet: 80).",
+    highPercent: float = setting(checks.percent, 80,
+                                 "Start evicting above this usage (below the kubelet's 85, "
+                                 "so the two never race).", checks.render_number)
+    lowPercent: float = setting(checks.percent, 75, "Stop evicting below this usage.",
                                 checks.render_number)
     minAge: timedelta = setting(checks.duration, "2m",
                                 "Never evict an image first seen more recently "

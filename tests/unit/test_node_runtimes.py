@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,3 +183,13 @@ def test_a_found_socket_nobody_answers_on_is_unreachable_when_it_is_the_only_one
     bind(host, "/run/crio/crio.sock")
     code, lines = node_run(capsys, host, "--job", "cleanup", "--runtime-timeout", "2s")
     assert code == 3 and lines == []
+
+
+def test_the_grpc_stack_is_imported_only_when_a_cri_socket_is_used():
+    """The idle agent on a Docker node stays small: grpc and the stubs are ~17 MiB."""
+    probe = ("import sys, agents.cli, agents.node.agent, agents.node.daemon; "
+             "print(sorted(m for m in sys.modules if m == 'grpc' or m.startswith('agents.node.cri')"
+             " and m != 'agents.node.cri_inventory' and m != 'agents.node.cri_mutations'))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2]).stdout
+    assert out.strip() == "[]"
