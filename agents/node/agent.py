@@ -27,7 +27,7 @@ from typing import IO, Any
 from agents import errors
 from agents.actions import Action, Outcome, Verb, refused
 from agents.node import log_inventory, runtimes, state
-from agents.node.docker_port import DockerDown, DockerError
+from agents.node.docker_port import DockerDown, DockerError, Timeout
 from agents.node.executor import Execution, execute_all
 from agents.node.host_paths import HostPaths
 from agents.node.log_audit import plan_logs
@@ -135,10 +135,11 @@ def _connect_all(selected: Sequence[Runtime], policy: Policy, options: NodeOptio
                  ) -> tuple[list[Session], list[str], list[tuple[str | None, str]]]:
     """Sessions on the selected runtimes that answer; the run's problems; notes.
 
-    A runtime named on the command line that does not answer is ``Unreachable``
-    (exit 3), as is a run where every runtime found failed to answer.  A socket
-    found by ``auto`` that is not a CRI v1 runtime (Docker's own containerd
-    runs without its CRI plugin) is only noted: there is nothing to clean there.
+    A runtime named on the command line that does not answer (down, or no
+    answer in time) is ``Unreachable`` (exit 3), as is a run where every runtime
+    found failed to answer.  A socket found by ``auto`` that answers with an
+    error (not CRI v1: Docker's own containerd runs without its CRI plugin) is
+    only noted: there is nothing to clean there.
     """
     sessions: list[Session] = []
     problems: list[str] = []
@@ -148,7 +149,7 @@ def _connect_all(selected: Sequence[Runtime], policy: Policy, options: NodeOptio
         try:
             sessions.append(connect(runtime, policy.node.parallelism, options.runtime_timeout))
         except DockerError as exc:
-            if not runtime.explicit and not isinstance(exc, DockerDown):
+            if not runtime.explicit and not isinstance(exc, (DockerDown, Timeout)):
                 notes.append((runtime.name, f"runtime {runtime.name} ({runtime.endpoint}) "
                                             f"found, but not cleaned: {exc}"))
                 continue
