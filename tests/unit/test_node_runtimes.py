@@ -193,3 +193,10 @@ def test_the_grpc_stack_is_imported_only_when_a_cri_socket_is_used():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2]).stdout
     assert out.strip() == "[]"
+
+
+def test_a_found_runtime_that_does_not_answer_in_time_is_a_failure_not_a_note(capsys, host):
+    (host / "run/containerd").mkdir()
+    with serving(host / "run/containerd/containerd.sock", Behaviour(version_delay=3)):
+        code, lines = node_run(capsys, host, "--job", "cleanup", "--runtime-timeout", "1s")
+    assert code == 3 and lines == []
