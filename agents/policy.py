@@ -226,6 +226,8 @@ class ClusterPolicy:
     events: bool = setting(checks.boolean, True,
                            "Record an Event on each patched or deleted object.")
     namespaces: NamespaceScope = section(NamespaceScope, "Which namespaces the tasks touch.")
+    redactManifests: bool = setting(
+        checks.boolean, True, "Redact env values and secret-looking fields in report manifests.")
     recycleBin: RecycleBin = section(RecycleBin, "Complete manifests of what was deleted.")
     resourceRequests: ResourceRequests = section(ResourceRequests, "The requests task.")
     revisionHistory: RevisionHistory = section(RevisionHistory, "The revisions task.")

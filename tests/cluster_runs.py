@@ -23,9 +23,9 @@ from tests import report_lines
 
 def policy_for(namespace: str, cluster_yaml: str = "", *, dry_run: bool = False,
                cap: int = 500, overrides: str = "", also: tuple[str, ...] = (),
-               exclude: tuple[str, ...] = ()) -> Policy:
+               exclude: tuple[str, ...] = (), bin_in: str | None = None) -> Policy:
     """A policy acting on ``namespace`` (and ``also``) only, keeping its recycle bin there
-    too; ``cluster_yaml`` goes under ``cluster:`` and ``overrides`` is the whole
+    (or in ``bin_in``); ``cluster_yaml`` goes under ``cluster:`` and ``overrides`` is the whole
     top-level overrides block."""
     body = "".join(f"  {line}\n" for line in cluster_yaml.strip().splitlines())
     scope = json.dumps({"include": [namespace, *also], "exclude": list(exclude)})
@@ -37,7 +37,7 @@ cluster:
   apiQPS: 0
   pageSize: 3
   namespaces: {scope}
-  recycleBin: {{namespace: {namespace}}}
+  recycleBin: {{namespace: {bin_in or namespace}}}
 {body}{overrides}""")
 
 

@@ -44,8 +44,9 @@ from agents.cluster import events
 from agents.cluster.api import ApiError, ClusterPort
 from agents.cluster.namespace_gate import NamespaceGate
 from agents.cluster.recycle_bin import RecycleBin
+from agents.cluster.redaction import redacted_manifest
 from agents.cluster.resources import RESOURCES
-from agents.report import Reporter
+from agents.report import RawJSON, Reporter
 
 MAX_REPLANS = 3
 Replanner = Callable[[Action], "Action | None"]
@@ -59,18 +60,18 @@ class ClusterExecutor:
 
     def __init__(self, port: ClusterPort, reporter: Reporter, *, dry_run: bool, events: bool,
                  concurrency: int, replanners: Mapping[str, Replanner], gate: NamespaceGate,
-                 recycle_bin: RecycleBin | None = None):
+                 recycle_bin: RecycleBin | None = None, redact: bool = True):
         self._port, self._reporter = port, reporter
         self._dry_run, self._events = dry_run, events
         self._concurrency, self._replanners = concurrency, replanners
-        self._gate, self._bin = gate, recycle_bin
+        self._gate, self._bin, self._redact = gate, recycle_bin, redact
 
     def run(self, planned: Sequence[tuple[str, Action]], aborted: str | None = None
             ) -> list[Outcome]:
         """One reported outcome per (task, action), in completion order."""
         outcomes: list[Outcome] = []
         mutations = []
-        for task, action in planned:
+        for task, action in ((t, self._shown(a)) for t, a in planned):
             if not action.mutates:
                 outcomes.append(self._finish(task, refused(action, "")))
             elif aborted:
@@ -81,12 +82,22 @@ class ClusterExecutor:
         outcomes += [self._finish(task, outcome) for task, outcome in refusals]
         return outcomes + self._in_pool(kept)
 
+    def _shown(self, action: Action) -> Action:
+        """The action with the manifest its report lines carry: redacted unless the
+        policy says ``redactManifests: false``."""
+        if action.sealed is None:
+            return action
+        shown = redacted_manifest(action.sealed) if self._redact else action.sealed
+        return replace(action, details=MappingProxyType(
+            {**action.details, "manifest": RawJSON(shown)}))
+
     def _binned(self, mutations: list[tuple[str, Action]]
                 ) -> tuple[list[tuple[str, Action]], list[tuple[str, Outcome]]]:
         """Keep every complete manifest in the recycle bin before any deletion starts.
 
         Each deletion then names where its manifest is; one whose manifest could
-        not be kept is refused, since nothing is deleted without it.
+        not be kept is not attempted and is ``failed`` (the run could not do what
+        the policy asks), since nothing is deleted without it.
         """
         if self._bin is None or self._port.halt.is_set():
             return mutations, []
@@ -99,8 +110,7 @@ class ClusterExecutor:
             for action in mine:
                 index = binned.get(id(action))
                 if index in missing:
-                    refusals.append((task, Outcome(action, Result.SKIPPED,
-                                                   error=missing[index])))
+                    refusals.append((task, self._unbinned(action, missing[index])))
                 elif index is not None:
                     kept.append((task, replace(action, details=MappingProxyType(
                         {**action.details, "recycle_bin": where[index]}))))
@@ -133,6 +143,13 @@ class ClusterExecutor:
         for worker in workers:
             worker.join()
         return outcomes
+
+    def _unbinned(self, action: Action, why: str) -> Outcome:
+        """A halted run skips the deletion; any other bin failure fails it."""
+        halt = self._port.halt
+        if halt.is_set():
+            return refused(action, f"not started: {halt.reason}")
+        return Outcome(action, Result.FAILED, error=why)
 
     def _apply(self, task: str, action: Action) -> Outcome:
         halt = self._port.halt

@@ -9,9 +9,7 @@ from typing import Any
 
 from agents.actions import Action, Verb
 from agents.cluster.records import Meta
-from agents.cluster.redaction import redacted_manifest
 from agents.policy import ClusterPolicy
-from agents.report import RawJSON
 
 
 def rules_for(meta: Meta, policies: Mapping[str, ClusterPolicy]) -> ClusterPolicy | None:
@@ -34,15 +32,10 @@ def act(meta: Meta, verb: Verb, rule: str, why: str, skip: str | None = None,
 
 
 def deletion(meta: Meta, rule: str, why: str, manifest: str) -> Action:
-    """A delete of exactly the version planned on, carrying its manifest.
-
-    The report gets the redacted manifest (``redaction.py``); the complete one
-    rides along sealed, for the recycle bin. Both stay compact JSON text, which
-    the report embeds as is.
-    """
-    return replace(act(meta, Verb.DELETE, rule, why, manifest=RawJSON(redacted_manifest(manifest)),
-                       preconditions={"uid": meta.uid,
-                                      "resourceVersion": meta.resource_version}),
+    """A delete of exactly the version planned on, carrying its complete manifest sealed:
+    the executor puts it (redacted) in the report and in the recycle bin."""
+    return replace(act(meta, Verb.DELETE, rule, why,
+                       preconditions={"uid": meta.uid, "resourceVersion": meta.resource_version}),
                    sealed=manifest)
 
 

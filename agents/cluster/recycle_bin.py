@@ -9,7 +9,7 @@ only the cluster's RBAC lets people read: Secrets in ``recycleBin.namespace``
   of manifests, well under the API server's 1 MiB object limit. Each key is
   ``<kind>.<namespace>.<name>.<uid prefix>``; the report line of each deletion
   says where its manifest is (``recycle_bin: <secret>/<key>``).
-- A chunk that cannot be written leaves its deletions undone (``skipped``):
+- A chunk that cannot be written leaves its deletions undone (``failed``):
   no deletion goes ahead without its complete manifest kept.
 - Each Secret carries its expiry (annotation ``kubekeeper/expires``); every
   later run of a deleting task plans the deletion of expired ones.

@@ -257,7 +257,8 @@ class _Run:
                           self.now) if keeps else None
         return ClusterExecutor(self.port, self.reporter, dry_run=self.reporter.dry_run,
                                events=cluster.events, concurrency=cluster.concurrency,
-                               replanners=replanners, gate=self.gate, recycle_bin=bin_)
+                               replanners=replanners, gate=self.gate, recycle_bin=bin_,
+                               redact=cluster.redactManifests)
 
 
 def _joined(problems: list[str]) -> str | None:

@@ -3,7 +3,10 @@
 An outcome says ``done`` only when the object is really gone: a 404 is
 checked with an inspect (an untag's 404 says nothing about the image), and so
 is a call that got no answer in time, because Docker may carry it out after
-the client gave up (a paused dockerd removes on resume).
+the client gave up (a paused dockerd removes on resume). Since that request
+is still queued, an inspect that finds the object there proves nothing, so
+the same (never forced) removal is sent once more and its answer is the
+truth: done, gone already, a conflict, or still no answer, said as such.
 
 An image with several references is untagged before its removal by id
 (Docker refuses that otherwise, short of force).  Should the removal then
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -40,8 +44,11 @@ from agents.node.docker_port import (
 )
 from agents.node.host_paths import HostPaths
 
+_STILL_THERE = "; checked: it is still there"
 CHECKS = 3
 """Inspects made after a call that got no answer in time, each bounded by the call timeout."""
+SETTLE_S = 1.0
+"""How long a removal Docker says is in progress gets before each look."""
 
 
 def carry_out(action: Action, port: DockerPort, paths: HostPaths, docker_root: str) -> Outcome:
@@ -75,8 +82,45 @@ def removed(action: Action, remove: Callable[[], None],
     except Gone:
         return _checked(action, inspect, "Docker answered 404", already_gone=True)
     except Timeout as exc:
-        return _checked(action, inspect, f"{exc}", already_gone=False)
+        checked = _checked(action, inspect, f"{exc}", already_gone=False)
+        if checked.result is Result.FAILED and checked.error.endswith(_STILL_THERE):
+            return _again(action, remove, inspect, f"{exc}")
+        return checked
     return Outcome(action, Result.DONE, bytes=action.bytes)
+
+
+def _again(action: Action, remove: Callable[[], None], inspect: Callable[[], Any],
+           what: str) -> Outcome:
+    """The second removal after a timeout; a conflict surfaces to the caller as usual."""
+    try:
+        remove()
+    except Gone:
+        return _checked(action, inspect, f"{what}; sent again: 404", already_gone=False)
+    except Conflict as exc:
+        if "in progress" not in str(exc):
+            raise
+        return _finishing(action, inspect, f"{what}; sent again: {exc}")
+    except Timeout as exc:
+        return Outcome(action, Result.FAILED,
+                       error=f"{what}; sent again: {exc}; Docker may still remove it when it "
+                             "catches up")
+    return Outcome(action, Result.DONE, bytes=action.bytes,
+                   details=MappingProxyType({"note": f"{what}; removed when sent again"}))
+
+
+def _finishing(action: Action, inspect: Callable[[], Any], what: str) -> Outcome:
+    """Docker is still carrying out the first removal: give it a moment, then look."""
+    for _ in range(CHECKS):
+        time.sleep(SETTLE_S)
+        try:
+            _inspect_patiently(inspect)
+        except Gone:
+            return Outcome(action, Result.DONE, bytes=action.bytes,
+                           details=MappingProxyType({"note": f"{what}; checked: gone"}))
+        except DockerError:
+            break
+    return Outcome(action, Result.FAILED,
+                   error=f"{what}; Docker may still finish removing it")
 
 
 def _checked(action: Action, inspect: Callable[[], Any], what: str,
@@ -94,7 +138,7 @@ def _checked(action: Action, inspect: Callable[[], Any], what: str,
     except DockerError as exc:
         return Outcome(action, Result.FAILED,
                        error=f"{what}; whether it was removed is unknown (checking failed: {exc})")
-    return Outcome(action, Result.FAILED, error=f"{what}; checked: it is still there")
+    return Outcome(action, Result.FAILED, error=f"{what}{_STILL_THERE}")
 
 
 def _inspect_patiently(inspect: Callable[[], Any]) -> None:

@@ -90,6 +90,7 @@ def policy_file(tmp_path: Path, namespace: str, cluster: dict) -> Path:
     path.write_text(yaml.safe_dump({
         "apiVersion": "kubekeeper/v1", "dryRun": False,
         "cluster": {"namespaces": {"include": [namespace]},
+                    "recycleBin": {"namespace": namespace},
                     "completedJobs": {"action": "delete"}, **cluster}}))
     return path
 
@@ -97,7 +98,7 @@ def policy_file(tmp_path: Path, namespace: str, cluster: dict) -> Path:
 def test_a_run_past_its_deadline_skips_the_rest_and_says_so(kube_api, namespace, control_plane,
                                                             tmp_path, capsys):
     names = old_jobs(kube_api, namespace, 10)
-    path = policy_file(tmp_path, namespace, {"apiQPS": 2, "concurrency": 1})
+    path = policy_file(tmp_path, namespace, {"apiQPS": 4, "concurrency": 1})
 
     code = main(["cluster", "run", "jobs", "--policy", str(path), "--kubeconfig",
                  str(control_plane.kubeconfig), "--log-format", "json", "--deadline", "2s"])

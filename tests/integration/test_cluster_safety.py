@@ -176,7 +176,8 @@ def test_a_concurrent_delete_counts_as_done(kube_api, namespace):
 
 @pytest.fixture
 def narrow_client(kube_api: ApiClient, namespace: str) -> Iterator[ApiClient]:
-    """Impersonates a ServiceAccount that may read everything but delete only pods."""
+    """Impersonates a ServiceAccount that may read everything but delete only pods (and
+    keep the recycle bin)."""
     rbac, name = RbacAuthorizationV1Api(kube_api), f"{namespace}-narrow"
     user = f"system:serviceaccount:{namespace}:narrow"
     rbac.create_cluster_role({"metadata": {"name": name}, "rules": [
@@ -187,7 +188,8 @@ def narrow_client(kube_api: ApiClient, namespace: str) -> Iterator[ApiClient]:
                                                 "kind": "ClusterRole", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": "narrow", "namespace": namespace}]})
     rbac.create_namespaced_role(namespace, {"metadata": {"name": "delete-pods"}, "rules": [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}]})
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "create"]}]})
     rbac.create_namespaced_role_binding(namespace, {
         "metadata": {"name": "delete-pods"}, "roleRef": {
             "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "delete-pods"},
@@ -231,6 +233,7 @@ def test_the_cli_runs_plans_and_maps_exit_codes(kube_api, namespace, control_pla
     policy_file.write_text(yaml.safe_dump({
         "apiVersion": "kubekeeper/v1", "dryRun": False,
         "cluster": {"namespaces": {"include": [namespace]},
+                    "recycleBin": {"namespace": namespace},
                     "completedJobs": {"action": "delete"}}}))
     args = ["--policy", str(policy_file), "--kubeconfig", str(control_plane.kubeconfig),
             "--log-format", "json"]
@@ -258,4 +261,4 @@ def test_requests_are_counted_page_by_page(kube_api, namespace):
     run_task(kube_api, policy_for(namespace, DELETE), "jobs", api=api)
     pages = api.counter.by_request
     assert pages["list jobs"] >= 2  # four Jobs, page size 3
-    assert set(pages) == {"list namespaces", "list jobs", "list cronjobs"}
+    assert set(pages) == {"list namespaces", "list jobs", "list cronjobs", "list secrets"}

@@ -162,9 +162,13 @@ def test_requests_task_keeps_a_limitrange(
 def test_revisions_task_caps_history_and_deletes_ownerless_replicasets(
     installed: list[dict], control_plane: ControlPlane, seeded: str, tmp_path: Path
 ) -> None:
+    first = _run_as(control_plane, "revisions", _policy(seeded), tmp_path)
     lines = _run_as(control_plane, "revisions", _policy(seeded), tmp_path)
 
-    assert {("deployment", "web", "patch"), ("replicaset", "leftover", "delete")} <= _changed(lines)
+    assert {("deployment", "web", "patch"), ("replicaset", "leftover", "patch")} <= _changed(first)
+    assert ("replicaset", "leftover", "delete") in _changed(lines)
+    [deleted] = [x for x in lines if x["kind"] == "replicaset"]
+    assert deleted["recycle_bin"].startswith(f"{SYSTEM_NAMESPACE}/kubekeeper-bin-")
     assert _get(control_plane, seeded, "deployment", "web")["spec"]["revisionHistoryLimit"] == 3
     assert "leftover" not in control_plane.run_kubectl(
         "get", "replicasets", "-n", seeded, "-o", "name").stdout

@@ -31,6 +31,7 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
         *((verb, resource) for verb in ("get", "list") for resource in (
             "namespaces", *_WORKLOADS, "replicasets.apps", "controllerrevisions.apps")),
         *(("patch", resource) for resource in _WORKLOADS),
+        ("patch", "replicasets.apps"),
         ("delete", "replicasets.apps"),
         ("create", "events"),
     },
@@ -43,7 +44,7 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
         ("create", "events"),
     },
 }
-NEVER = [("get", "secrets"), ("list", "secrets"), ("watch", "secrets"),
+NEVER = [("get", "secrets"), ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"),
          ("delete", "namespaces"), ("create", "pods/exec"), ("impersonate", "serviceaccounts"),
          ("escalate", "clusterroles.rbac.authorization.k8s.io")]
 
@@ -102,6 +103,17 @@ def test_task_account_is_denied_secrets_and_destructive_verbs(
                if installation.can_i(control_plane, user, verb, resource)]
     assert allowed == []
     assert not installation.can_i(control_plane, user, "get", "secrets", SYSTEM_NAMESPACE)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_only_deleting_tasks_keep_a_recycle_bin_and_only_in_their_namespace(
+    installed: list[dict], control_plane: ControlPlane, task: str
+) -> None:
+    user = account(SYSTEM_NAMESPACE, f"kubekeeper-{task}")
+    extra = (_granted(control_plane, user, SYSTEM_NAMESPACE)
+             - _unbound(control_plane, SYSTEM_NAMESPACE) - NEEDS[task])
+    bin_verbs = {("list", "secrets"), ("create", "secrets"), ("delete", "secrets")}
+    assert extra == (set() if task == "requests" else bin_verbs)
 
 
 def test_node_account_holds_no_api_permission_at_all(

@@ -84,14 +84,14 @@ def test_complete_job_past_succeeded_ttl_is_deleted_with_its_manifest():
     assert (action.name, action.verb, action.rule) == ("old", Verb.DELETE,
                                                        "completedJobs.succeededTTL")
     assert action.why == "Complete 2d ago > 1d"
-    manifest = json.loads(action.details["manifest"])
+    manifest = json.loads(action.sealed)
     assert manifest["metadata"]["name"] == "old"
     assert "managedFields" not in manifest["metadata"] and "status" not in manifest
 
 
 def test_report_action_changes_nothing():
     [action] = plan(Inventory(job=(job("old"),)), policies())
-    assert action.verb is Verb.REPORT and "manifest" not in action.details
+    assert action.verb is Verb.REPORT and action.sealed is None
 
 
 def test_failed_job_uses_failed_ttl_and_its_condition_time():

@@ -118,7 +118,7 @@ def test_ownerless_replicasets_are_deleted_only_when_opted_in():
     assert (action.name, action.verb, action.rule) == (
         "orphan", Verb.DELETE, "revisionHistory.ownerlessReplicaSets")
     assert action.why == "no owner, 0 replicas, ownerless and unchanged for 30d > 7d"
-    manifest = json.loads(action.details["manifest"])
+    manifest = json.loads(action.sealed)
     assert (manifest["apiVersion"], manifest["kind"], manifest["spec"]) == (
         "apps/v1", "ReplicaSet", {"replicas": 0})
     assert "resourceVersion" not in manifest["metadata"]
