@@ -69,7 +69,7 @@ def test_take_reads_pinned_images_resolved_users_sandboxes_and_the_image_fs(tmp_
     assert snap.volumes == ()
     assert snap.disk.host_path == STORE
     fs = os.statvfs(tmp_path / STORE.lstrip("/"))  # available moves as other tests write
-    assert snap.disk.capacity == fs.f_blocks * fs.f_frsize and 0 < snap.disk.available
+    assert snap.disk.capacity == fs.f_blocks * fs.f_frsize and snap.disk.available > 0
 
 
 def test_a_sandbox_gone_between_list_and_status_is_passed_over(tmp_path):
