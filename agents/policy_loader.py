@@ -137,7 +137,9 @@ def _compose(text: str, name: str) -> tuple[yaml.Node | None, list[policy_yaml.P
                                          exc.problem.path, exc.problem.message)]) from None
     except yaml.YAMLError as exc:
         line, col = _location(exc, text)
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
+        if isinstance(exc, yaml.reader.ReaderError):
+            problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
         error = PolicyError(name, line, col, "", f"not valid YAML: {problem}")
         raise PolicyInvalid([error]) from None
 

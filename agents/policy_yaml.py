@@ -41,6 +41,7 @@ MAX_DEPTH = 64
 MAX_NODES = 10_000
 _NULL = "tag:yaml.org,2002:null"
 _MERGE = "tag:yaml.org,2002:merge"
+_TOO_MANY = f"the file holds more than {MAX_NODES} values; a policy needs a few hundred"
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,7 @@ class _Composer:
         event = self._events.peek_event()
         self._count += 1
         if self._count > MAX_NODES:
-            raise TooLarge(Problem(event.start_mark, path, f"the file holds more than "
-                                   f"{MAX_NODES} values; a policy needs a few hundred"))
+            raise TooLarge(Problem(event.start_mark, shorten(path, 100), _TOO_MANY))
         if isinstance(event, AliasEvent):
             self._events.get_event()
             self._problem(event, path, f"aliases (*{shorten(event.anchor)}) are not allowed; "
@@ -134,7 +134,8 @@ class _Composer:
             self._problem(event, path, f"anchors (&{shorten(event.anchor)}) are not allowed; "
                           "write each value out")
         if event.tag is not None:
-            self._problem(event, path, f"tags ({shorten(event.tag)}) are not allowed; "
+            tag = event.tag.replace("tag:yaml.org,2002:", "!!", 1)
+            self._problem(event, path, f"tags ({shorten(tag)}) are not allowed; "
                           "a policy holds plain strings, numbers, lists and mappings")
 
     def _scalar(self) -> ScalarNode:
@@ -182,8 +183,7 @@ class _Composer:
             event = self._events.get_event()
             self._count += 1
             if self._count > MAX_NODES:
-                raise TooLarge(Problem(event.start_mark, "", f"the file holds more than "
-                                       f"{MAX_NODES} values; a policy needs a few hundred"))
+                raise TooLarge(Problem(event.start_mark, "", _TOO_MANY))
             if isinstance(event, CollectionStartEvent):
                 level += 1
             elif isinstance(event, SequenceEndEvent | MappingEndEvent):
@@ -192,4 +192,4 @@ class _Composer:
                     return
 
     def _problem(self, where: Any, path: str, message: str) -> None:
-        self.problems.append(Problem(where.start_mark, path, message))
+        self.problems.append(Problem(where.start_mark, shorten(path, 100), message))

@@ -24,6 +24,7 @@ _DECIMAL_SUFFIXES = {
     "P": Decimal("1e15"), "E": Decimal("1e18"),
 }
 _QUANTITY = re.compile(r"([+-]?[0-9.]+)([eE][+-]?[0-9]+|[A-Za-z]{0,2})")
+_EXPONENT = re.compile(r"[eE][+-]?[0-9]+")
 _PERCENT = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 
 
@@ -85,7 +86,7 @@ def parse_quantity(text: object) -> Decimal:
         value = Decimal(number)
     except InvalidOperation:
         raise ValueError(f"{show(text)} is not a quantity ({hint})") from None
-    if suffix[:1] in ("e", "E") and abs(int(suffix[1:])) > 30:
+    if _EXPONENT.fullmatch(suffix) and abs(int(suffix[1:])) > 30:
         raise ValueError(f"{show(text)} is not a quantity: the exponent must be -30 to 30")
     scale = _scale(suffix)
     if scale is None:
@@ -102,7 +103,7 @@ def _scale(suffix: str) -> Decimal | None:
         return Decimal(_BINARY_SUFFIXES[suffix])
     if suffix in _DECIMAL_SUFFIXES:
         return _DECIMAL_SUFFIXES[suffix]
-    if suffix[:1] in ("e", "E"):
+    if _EXPONENT.fullmatch(suffix):
         return Decimal(10) ** int(suffix[1:])
     return None
 
@@ -160,7 +161,7 @@ def check_glob(pattern: object) -> str:
 
 def show(value: object) -> str:
     """The value as the admin wrote it, at most a short prefix of it."""
-    return shorten(f'"{value}"' if isinstance(value, str) else _repr(value))
+    return f'"{shorten(value)}"' if isinstance(value, str) else shorten(_repr(value))
 
 
 def shorten(text: str, limit: int = _MAX_TEXT) -> str:
