@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -84,7 +83,7 @@ def test_unreachable_api_server_exits_3_and_names_the_endpoint(tmp_path, capsys)
     assert "https://127.0.0.1:1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("port", ["99999", "0", "-1", "http", "٨٠"])
+@pytest.mark.parametrize("port", ["99999", "65536", "-1", "http", "٨٠"])
 def test_a_health_port_out_of_range_exits_2(tmp_path, capsys, port):
     code = main(["node", "run", "--policy", str(ROOT / "policies.yaml"), "--docker-host",
                  f"unix://{tmp_path}/none.sock", "--health-port", port])
@@ -130,12 +129,10 @@ def test_a_cron_that_never_fires_exits_2_at_daemon_start(tmp_path, capsys):
         capsys.readouterr().err
 
 
-@pytest.mark.parametrize("special", ["/dev/zero", "directory", "fifo"])
+@pytest.mark.parametrize("special", ["/dev/null", "directory"])
 def test_policy_check_refuses_what_is_not_a_regular_file(tmp_path, capsys, special):
-    path = {"/dev/zero": "/dev/zero", "directory": str(tmp_path)}.get(special)
-    if path is None:
-        path = str(tmp_path / "fifo")
-        os.mkfifo(path)
+    """(test_policy_corpus covers FIFOs and /dev/zero, guarded against a hang.)"""
+    path = str(tmp_path) if special == "directory" else special
     assert main(["policy", "check", path]) == 2
     err = capsys.readouterr().err
     assert "is a directory" in err or "is not a regular file" in err
