@@ -111,12 +111,18 @@ def labels(value: Any) -> Mapping[str, str]:
     if not isinstance(value, dict):
         raise ValueError(f"{_show(value)} is not a label mapping (write e.g. {{team: infra}})")
     for key, item in value.items():
-        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+        if not isinstance(key, str) or not _LABEL_KEY.match(key) or not _label_key_fits(key):
             raise ValueError(f"{_show(key)} is not a valid label key")
         if not isinstance(item, str):
             raise ValueError(f"label {key}: {_show(item)} must be a string "
                              f"(quote it: \"{_show(item)}\")")
     return MappingProxyType(dict(value))
+
+
+def _label_key_fits(key: str) -> bool:
+    """Kubernetes' lengths: a prefix of at most 253 characters, a name of at most 63."""
+    prefix, _, name = key.rpartition("/")
+    return len(prefix) <= 253 and len(name) <= 63
 
 
 def resources(value: Any) -> tuple[str, ...]:
