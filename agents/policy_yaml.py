@@ -41,7 +41,8 @@ MAX_DEPTH = 64
 MAX_NODES = 10_000
 _NULL = "tag:yaml.org,2002:null"
 _MERGE = "tag:yaml.org,2002:merge"
-_TOO_MANY = f"the file holds more than {MAX_NODES} values; a policy needs a few hundred"
+_TOO_MANY = (f"the file holds more than {MAX_NODES} keys and values; "
+             "a policy needs a few hundred")
 
 
 @dataclass(frozen=True)
