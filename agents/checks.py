@@ -152,7 +152,7 @@ def api_version(value: Any) -> str:
 
 
 def trigger(value: Any) -> Trigger:
-    """A 5-field cron string that fires at some time, or ``{every: <duration>}``."""
+    """A 5-field cron string that fires at some date, or ``{every: <duration>}``."""
     if isinstance(value, dict):
         if set(value) != {"every"}:
             raise ValueError(f"{_show(value)} is not a schedule ({_SCHEDULE_HINT})")
@@ -163,23 +163,25 @@ def trigger(value: Any) -> Trigger:
     if not isinstance(value, str):
         raise ValueError(f"{_show(value)} is not a schedule ({_SCHEDULE_HINT})")
     try:
-        fires = next_fire(value, datetime.now(UTC))
+        fires = fires_ever(value)
     except ValueError as exc:
         raise ValueError(f"{_show(value)} is not a cron expression: "
                          f"{units.shorten(str(exc), 80)}") from None
-    if fires is None:
+    if not fires:
         raise ValueError(f"{_show(value)} never fires: no date in the calendar matches it")
     return Trigger(cron=value)
 
 
+_CYCLE_START = datetime(2001, 1, 1, tzinfo=UTC)
 _GREGORIAN_CYCLE = timedelta(days=146097)
 """400 years: the calendar repeats after them, so a cron that fires at all fires within them."""
 
 
-def next_fire(expr: str, now: datetime) -> datetime | None:
-    """When ``expr`` fires next after ``now``, or None if it never does (``0 0 30 2 *``)."""
-    return cron_trigger(expr, timezone=UTC, end_date=now + _GREGORIAN_CYCLE) \
-        .get_next_fire_time(None, now)
+def fires_ever(expr: str) -> bool:
+    """False for a cron no date matches (``0 0 30 2 *``); the answer needs no clock."""
+    trigger = cron_trigger(expr, timezone=UTC, start_date=_CYCLE_START,
+                           end_date=_CYCLE_START + _GREGORIAN_CYCLE)
+    return trigger.get_next_fire_time(None, _CYCLE_START) is not None
 
 
 def cron_trigger(expr: str, **options: Any) -> CronTrigger:
