@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from agents import policy_yaml
 from agents.policy import Policy
 from agents.policy_loader import MAX_ERRORS, PolicyError, PolicyInvalid, load_policy
 
@@ -166,3 +168,14 @@ def test_problems_past_the_cap_are_counted_not_listed(tmp_path: Path):
     found = refused(noisy)
     assert len(found) == MAX_ERRORS + 1
     assert found[-1] == f"{noisy}: and {200 - MAX_ERRORS} more problems, not shown"
+
+
+@pytest.mark.parametrize("name", ["alias_bomb", "tag_python_object_apply", "merge_key",
+                                  "duplicate_override_namespaces", "deep_mapping_nesting",
+                                  "non_scalar_key_labels", "two_documents"])
+def test_without_libyaml_the_same_problems_are_found(name, monkeypatch):
+    """PyYAML built without libyaml falls back to its Python parser: same events, same errors."""
+    case = CORPUS / f"{name}.yaml"
+    with_libyaml = refused(case)
+    monkeypatch.setattr(policy_yaml, "_parser", lambda text: yaml.SafeLoader(text))
+    assert refused(case) == with_libyaml
