@@ -1,9 +1,13 @@
 """Load policies.yaml into a frozen ``Policy``, reporting every problem at once.
 
-The file is composed into YAML nodes (not plain data) so each error can name
-the line and column the admin must fix.  Validation walks the node tree
-against the dataclass declarations in ``agents.policy``; nothing is applied
-unless the whole file is valid, so a bad edit never half-changes behaviour.
+The file is read only if it is a regular file of at most 1 MiB, then composed
+into YAML nodes (``agents.policy_yaml``, which refuses what is not plain data)
+so each error can name the line and column the admin must fix.  Validation
+walks the node tree against the dataclass declarations in ``agents.policy``;
+nothing is applied unless the whole file is valid, so a bad edit never
+half-changes behaviour.  Whatever the file holds, the outcome is a ``Policy``
+or ``PolicyInvalid`` (at most ``MAX_ERRORS`` problems listed), in bounded time
+and memory.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def load_policy(path: str | Path) -> Policy:
     """Read, validate and freeze the policy at ``path``; raise ``PolicyInvalid``."""
     name = str(path)
     try:
-        data = read_bounded(path)
+        data = _read_bounded(path)
     except FileNotFoundError:
         raise PolicyInvalid([PolicyError(name, 0, 0, "", "file not found")]) from None
     except _NotAPolicyFile as exc:
@@ -70,10 +74,10 @@ def load_policy(path: str | Path) -> Policy:
 
 
 class _NotAPolicyFile(Exception):
-    pass
+    """The path is readable but cannot be a policy: a FIFO, a device, a directory, too big."""
 
 
-def read_bounded(path: str | Path) -> bytes:
+def _read_bounded(path: str | Path) -> bytes:
     """The file's bytes, if it is a regular file (links followed) of at most 1 MiB.
 
     A FIFO, a device such as /dev/zero or a directory is refused before it is
@@ -137,7 +141,7 @@ def _compose(text: str, name: str) -> tuple[yaml.Node | None, list[policy_yaml.P
                                          exc.problem.path, exc.problem.message)]) from None
     except yaml.YAMLError as exc:
         line, col = _location(exc, text)
-        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
+        problem = getattr(exc, "problem", None) or str(exc)
         if isinstance(exc, yaml.reader.ReaderError):
             problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
         error = PolicyError(name, line, col, "", f"not valid YAML: {problem}")
