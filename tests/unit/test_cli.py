@@ -136,3 +136,11 @@ def test_policy_check_refuses_what_is_not_a_regular_file(tmp_path, capsys, speci
     assert main(["policy", "check", path]) == 2
     err = capsys.readouterr().err
     assert "is a directory" in err or "is not a regular file" in err
+
+
+@pytest.mark.parametrize("option", ["--deadline", "--runtime-timeout"])
+def test_a_duration_option_past_every_limit_exits_2(tmp_path, capsys, option):
+    code = main(["node", "run", "--once", "--policy", str(ROOT / "policies.yaml"),
+                 "--docker-host", f"unix://{tmp_path}/none.sock", option, "99999999999d"])
+    assert code == 2
+    assert '"99999999999d" is longer than 3650d' in capsys.readouterr().err
