@@ -56,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"invalid policy ({len(exc.errors)} problems, nothing was changed):\n{exc}",
               file=sys.stderr)
         return errors.EXIT_USAGE
+    except errors.BadOption as exc:
+        print(f"kubekeeper: {exc}\n(see kubekeeper --help)", file=sys.stderr)
+        return errors.EXIT_USAGE
     except errors.Unreachable as exc:
         logger.error("{}", exc)
         return errors.EXIT_UNREACHABLE
@@ -119,7 +122,7 @@ def _add_node_commands(commands: argparse._SubParsersAction, common: _Parser) ->
             cmd.add_argument("--deadline", type=_duration, default=None,
                              help="each run's budget (e.g. 20m): no action starts after it")
             cmd.add_argument("--once", action="store_true", help="one run, then exit")
-            cmd.add_argument("--health-port", type=int, default=None,
+            cmd.add_argument("--health-port", type=_port, default=None,
                              help="serve /healthz on this port (daemon mode)")
         cmd.set_defaults(handler=_node, plan_only=name == "plan")
 
@@ -164,8 +167,14 @@ def _node(args: argparse.Namespace) -> int:
     policy = _with_dry_run(load_policy(args.policy), args.dry_run)
     # Imported here so `policy check` never pays for the Docker and Kubernetes SDKs.
     from agents.node.agent import NodeOptions, run_node
+    from agents.node.docker_port import check_endpoint
 
     docker_host = args.docker_host or os.environ.get("DOCKER_HOST") or None
+    if docker_host:
+        try:
+            check_endpoint(docker_host)
+        except ValueError as exc:
+            raise errors.BadOption(f"--docker-host (or $DOCKER_HOST): {exc}") from None
     runtime = args.runtime or ("docker" if docker_host else "auto")
     options = NodeOptions(
         docker_host=docker_host, runtime=runtime, host_root=args.host_root,
@@ -204,6 +213,13 @@ def _runtime(text: str) -> str:
         return check_spec(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port(text: str) -> int:
+    """A TCP port to listen on: 1 to 65535."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a port (1 to 65535)")
+    return int(text)
 
 
 def _with_dry_run(policy: Policy, override: bool | None) -> Policy:
