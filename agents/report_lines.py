@@ -13,6 +13,7 @@ parse is counted as torn, and neither ever stops the reading.
 from __future__ import annotations
 
 import json
+import json.scanner
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -22,7 +23,8 @@ from typing import Any
 EVENTS = frozenset({"action", "action.intent", "run.summary"})
 _AGENTS = frozenset({"node", "cluster"})
 _PREFIX = re.compile(r"\[[^\]\s]+\] ")
-_loads = json.loads
+_scan = json.scanner.make_scanner(json.JSONDecoder())
+"""The C scanner ``json.loads`` ends in, called without its two whitespace regexes."""
 
 
 @dataclass
@@ -48,11 +50,13 @@ def records(lines: Iterable[str], counts: Counts) -> Iterator[dict[str, Any]]:
             counts.foreign += bool(text.strip())
             continue
         try:
-            line = _loads(text)
-        except ValueError:
+            line, end = _scan(text, 0)
+        except (StopIteration, ValueError):
             counts.torn += 1
             continue
-        if type(line) is dict and line.get("event") in EVENTS and line.get("agent") in _AGENTS:
+        if text[end:].strip():
+            counts.torn += 1
+        elif type(line) is dict and line.get("event") in EVENTS and line.get("agent") in _AGENTS:
             yield line
         else:
             counts.foreign += 1

@@ -28,6 +28,7 @@ EXAMPLES = 3
 MAX_PROBLEMS = 1000
 """Distinct (group, error) pairs kept; further errors of a group are merged."""
 MAX_RUNS_LISTED = 1000
+MAX_PLACES = 10_000
 _MORE = "(more distinct errors)"
 _PENDING_FIELDS = ("ts", "agent", "task", "node", "run", "op", "kind", "namespace", "name",
                    "action", "reason", "recycle_bin")
@@ -65,9 +66,12 @@ class Filters:
 
 @dataclass
 class _Group:
+    """Counts by result, bytes, a few example names and (problems) the places seen."""
+
     results: Counter[str] = field(default_factory=Counter)
     bytes: int = 0
     examples: list[str] = field(default_factory=list)
+    places: set[str] = field(default_factory=set)
 
     def add(self, result: str, size: int, name: str) -> None:
         self.results[result] += 1
@@ -75,10 +79,14 @@ class _Group:
         if len(self.examples) < EXAMPLES and name not in self.examples:
             self.examples.append(name)
 
+    def seen_at(self, where: str) -> None:
+        if len(self.places) < MAX_PLACES:
+            self.places.add(where)
+
 
 def rule_of(reason: str | None) -> str:
     """The policy key path a reason starts with (``completedJobs.failedTTL``)."""
-    return (reason or "").split(": ", 1)[0]
+    return (reason or "").partition(": ")[0]
 
 
 class Digest:
@@ -86,6 +94,7 @@ class Digest:
 
     def __init__(self, filters: Filters | None = None):
         self.filters = filters or Filters()
+        self._everything = self.filters == Filters()
         self.counts = Counts()
         self.filtered = 0
         self.groups: dict[tuple[str, ...], _Group] = {}
@@ -106,9 +115,8 @@ class Digest:
         if event == "action":
             self._outcome(line)
         elif event == "action.intent":
-            if self.filters.action(line, None if not self.filters.results else "pending"):
-                self.pending[(line.get("run"), line.get("op"))] = {
-                    k: line.get(k) for k in _PENDING_FIELDS}
+            if self._admits(line, "pending" if self.filters.results else None):
+                self.pending[(line.get("run"), line.get("op"))] = line
             else:
                 self.filtered += 1
         elif self.filters.run(line):
@@ -116,32 +124,40 @@ class Digest:
         else:
             self.filtered += 1
 
+    def _admits(self, line: dict[str, Any], result: str | None) -> bool:
+        return self._everything or self.filters.action(line, result)
+
     def _outcome(self, line: dict[str, Any]) -> None:
-        self.pending.pop((line.get("run"), line.get("op")), None)
-        result = str(line.get("result"))
-        if not self.filters.action(line, result):
+        get = line.get
+        self.pending.pop((get("run"), get("op")), None)
+        result = get("result")
+        if not self._admits(line, result):
             self.filtered += 1
             return
-        agent, task, verb, kind = (str(line.get(k)) for k in ("agent", "task", "action", "kind"))
-        where = str(line.get("node") if agent == "node" else line.get("namespace") or "-")
-        rule = rule_of(line.get("reason"))
-        name = str(line.get("name"))
-        size = line.get("bytes") or 0
-        key = (agent, task, verb, kind, where, rule)
+        agent, verb, name = get("agent"), get("action"), get("name")
+        where = get("node") if agent == "node" else get("namespace") or "-"
+        rule = (get("reason") or "").partition(": ")[0]
+        size = get("bytes") or 0
+        key = (agent, get("task"), verb, get("kind"), where, rule)
         group = self.groups.get(key) or self.groups.setdefault(key, _Group())
-        group.add(result, size if result in ("done", "planned") else 0, name)
-        if result in ("failed", "skipped"):
-            self._problem((result, *key, str(line.get("error") or "")), name)
-        if agent == "node" and verb in ("delete", "truncate") and result in ("done", "planned"):
-            self.reclaimed.setdefault(where, Counter())[result] += size
+        if result == "done" or result == "planned":
+            group.add(result, size, name)
+            if agent == "node" and (verb == "delete" or verb == "truncate"):
+                self.reclaimed.setdefault(where, Counter())[result] += size
+            return
+        group.add(result, 0, name)
+        if result == "failed" or result == "skipped":
+            self._problem((result, *key[:4], rule, get("error") or ""), where, name)
 
-    def _problem(self, key: tuple[str, ...], name: str) -> None:
+    def _problem(self, key: tuple[str, ...], where: str, name: str) -> None:
+        """Problems are grouped across places (the same error on 300 nodes is one row)."""
         problem = self.problems.get(key)
         if problem is None:
             if len(self.problems) >= MAX_PROBLEMS:
                 key = (*key[:-1], _MORE)
             problem = self.problems.setdefault(key, _Group())
-        problem.add(key[0], 0, name)
+        problem.add(key[0], 0, f"{where}/{name}")
+        problem.seen_at(where)
 
     def _summary(self, line: dict[str, Any]) -> None:
         self.runs["runs"] += 1
@@ -164,7 +180,8 @@ class Digest:
         """The machine-readable summary (``-o json``)."""
         def rows(groups: dict[tuple[str, ...], _Group], names: tuple[str, ...]) -> list[dict]:
             return [{**dict(zip(names, key, strict=True)), "count": g.results.total(),
-                     "results": dict(g.results), "bytes": g.bytes, "examples": g.examples}
+                     "results": dict(g.results), "bytes": g.bytes, "examples": g.examples,
+                     **({"places": len(g.places)} if g.places else {})}
                     for key, g in sorted(groups.items(), key=lambda kv: -kv[1].results.total())]
 
         group_keys = ("agent", "task", "action", "kind", "where", "rule")
@@ -174,8 +191,9 @@ class Digest:
             "runs": {k: self.runs[k] for k in ("runs", "dry_runs", "with_errors", "aborted",
                                                "error")},
             "results": dict(self.results()),
-            "problems": rows(self.problems, ("result", *group_keys, "error")),
-            "unfinished": sorted(self.pending.values(), key=lambda p: str(p["ts"])),
+            "problems": rows(self.problems, ("result", *group_keys[:4], "rule", "error")),
+            "unfinished": sorted(({k: p.get(k) for k in _PENDING_FIELDS}
+                                  for p in self.pending.values()), key=lambda p: str(p["ts"])),
             "aborted_runs": self.aborted,
             "run_errors": self.run_errors,
             "groups": rows(self.groups, group_keys),
@@ -229,8 +247,9 @@ def _group_row(g: dict[str, Any]) -> str:
 
 
 def _problem_row(p: dict[str, Any]) -> str:
-    return (f"{p['count']:>7,} {p['result']:<7} {p['action']} {p['kind']} in {_where(p)}  "
-            f"[{p['rule']}]  {p['agent']}/{p['task']}: {p['error']}  "
+    places = "nodes" if p["agent"] == "node" else "namespaces"
+    return (f"{p['count']:>7,} {p['result']:<7} {p['action']} {p['kind']} in {p['places']:,} "
+            f"{places}  [{p['rule']}]  {p['agent']}/{p['task']}: {p['error']}  "
             f"e.g. {', '.join(p['examples'])}")
 
 

@@ -57,10 +57,10 @@ def digest(text: str, filters: Filters | None = None) -> dict:
 def test_failures_deletions_bytes_and_unfinished_intents():
     d = digest(node_run("n1") + node_run("n2") + cluster_run())
 
-    assert [(p["result"], p["where"], p["count"], p["error"], p["rule"], p["examples"])
-            for p in d["problems"]] == [
-        ("failed", node, 1, "409: image is in use", "node.images.unused", ["c"])
-        for node in ("n1", "n2")]
+    [problem] = d["problems"]
+    assert (problem["result"], problem["count"], problem["places"], problem["error"],
+            problem["rule"], problem["examples"]) == (
+        "failed", 2, 2, "409: image is in use", "node.images.unused", ["n1/c", "n2/c"])
     assert d["reclaimed_by_node"] == {"n1": {"done": 150}, "n2": {"done": 150}}
     deleted = {(g["kind"], g["where"]): (g["count"], g["rule"]) for g in d["groups"]}
     assert deleted == {("image", "n1"): (3, "node.images.unused"),
@@ -78,11 +78,11 @@ def test_kubectl_prefixes_are_stripped_and_torn_or_foreign_lines_counted():
                        for line in node_run("n1").splitlines())
     text = (prefixed + "[pod/kubekeeper-node-x7k2p/agent] 2026-12-02T01:00:00.000Z INFO  "
             "daemon started\n" + '{"ts": "2026-12-02T01:0\n' + '{"not": "ours"}\n'
-            + "\n" + "[1, 2]\n" + cluster_run())
+            + '{"event": "action"}{"ts"\n' + "\n" + "[1, 2]\n" + cluster_run())
 
     d = digest(text)
 
-    assert (d["input"]["torn"], d["input"]["foreign"]) == (1, 3)
+    assert (d["input"]["torn"], d["input"]["foreign"]) == (2, 3)
     assert d["results"] == {"done": 5, "failed": 1}
     assert d["runs"]["runs"] == 2
 
@@ -118,8 +118,10 @@ def test_runs_aborted_by_the_cap_are_listed_with_why():
 
     assert [(r["task"], r["aborted"]) for r in d["aborted_runs"]] == [("jobs", why)]
     assert d["runs"]["aborted"] == 1
-    assert [(p["result"], p["where"], p["count"], p["error"]) for p in d["problems"]] == [
-        ("skipped", "batch", 2, why), ("skipped", "web", 1, why)]
+    [problem] = d["problems"]
+    assert (problem["result"], problem["count"], problem["places"], problem["error"]) == (
+        "skipped", 3, 2, why)
+    assert problem["examples"] == ["batch/j1", "batch/j2", "web/j3"]
 
 
 def test_the_text_view_puts_problems_first_and_escapes_control_characters():
