@@ -53,6 +53,7 @@ print(n)
 @dataclass(frozen=True)
 class Measured:
     wall_s: float
+    cpu_s: float
     rss_mib: float
 
 
@@ -205,12 +206,12 @@ def _child(argv: list[str]) -> Measured:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"{argv[:4]} exited {proc.returncode}")
-    return Measured(wall, usage.ru_maxrss / 1024)
+    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
 def _median(runs: list[Measured]) -> Measured:
-    return Measured(statistics.median(r.wall_s for r in runs),
-                    statistics.median(r.rss_mib for r in runs))
+    return Measured(*(statistics.median(getattr(r, f) for r in runs)
+                      for f in ("wall_s", "cpu_s", "rss_mib")))
 
 
 def table(rows: list, args: argparse.Namespace) -> str:
@@ -219,14 +220,17 @@ def table(rows: list, args: argparse.Namespace) -> str:
            f"- Machine: {machine.describe()}; load average {os.getloadavg()[0]:.1f}",
            f"- Input: a day of `kubectl logs --prefix` lines from {args.nodes:,} nodes plus "
            "the jobs CronJob (see the module docstring)", "",
-           "| lines | file | baseline (prefix strip + json.loads) | kubekeeper report -o json "
-           "| ratio report / baseline | baseline peak RSS | report peak RSS |",
-           "|---|---|---|---|---|---|---|"]
+           "| lines | file | baseline: prefix strip + json.loads, wall (CPU) "
+           "| kubekeeper report -o json, wall (CPU) | ratio report / baseline, wall (CPU) "
+           "| peak RSS, baseline / report |",
+           "|---|---|---|---|---|---|"]
     for lines, size, _, base, report in rows:
         out.append(f"| {lines:,} | {size / 2 ** 20:,.0f} MiB | {base.wall_s:.2f} s "
-                   f"({lines / base.wall_s:,.0f} lines/s) | {report.wall_s:.2f} s "
-                   f"({lines / report.wall_s:,.0f} lines/s) | {report.wall_s / base.wall_s:.2f} "
-                   f"| {base.rss_mib:.0f} MiB | {report.rss_mib:.0f} MiB |")
+                   f"({base.cpu_s:.2f} s; {lines / base.wall_s:,.0f} lines/s) "
+                   f"| {report.wall_s:.2f} s ({report.cpu_s:.2f} s; "
+                   f"{lines / report.wall_s:,.0f} lines/s) | {report.wall_s / base.wall_s:.2f} "
+                   f"({report.cpu_s / base.cpu_s:.2f}) "
+                   f"| {base.rss_mib:.0f} / {report.rss_mib:.0f} MiB |")
     return "\n".join(out)
 
 
