@@ -29,10 +29,10 @@ from loguru import logger
 from agents.actions import Action, Outcome, Result
 from agents.cluster import recycle_bin, restore_plan
 from agents.cluster.api import ApiError, ClusterPort
-from agents.cluster.connection import connect
+from agents.cluster.connection import SERVICE, connect
 from agents.cluster.resources import RESOURCES
 from agents.cluster.restore_plan import KINDS, Entry, Selection
-from agents.errors import exit_code
+from agents.errors import Unreachable, exit_code
 from agents.policy import Policy
 from agents.report import Reporter, choose_format
 from agents.report_lines import Counts, opened, records
@@ -63,14 +63,12 @@ def run_restore(port: ClusterPort, policy: Policy, options: RestoreOptions, *,
                 fmt: str = "json", stream: IO[str] | None = None) -> dict[str, Any]:
     """One restore; returns its summary line."""
     reporter = Reporter("cluster", "restore", options.dry_run, stream=stream, fmt=fmt)
-    if options.sources:
-        entries, docker = from_report(opened(options.sources), options.selection)
-    else:
-        entries = from_bin(port, policy.cluster.recycleBin.namespace, options.selection)
-        docker = Counter()
-        if (options.selection.kind or "").lower() in _DOCKER_KINDS:
-            logger.warning("Docker objects cannot be restored (Docker removes them for good); "
-                           "the recycle bin holds Kubernetes objects only")
+    try:
+        entries, docker = _selected(port, policy, options)
+    except ApiError as err:
+        if err.status == 0:
+            raise Unreachable(SERVICE, port.server, err.message) from err
+        return reporter.summary(error=f"cannot read the recycle bin: {err}")
     if docker:
         logger.warning("the selection holds Docker objects ({}): they cannot be restored, "
                        "since Docker removes them for good; only Kubernetes objects are",
@@ -82,6 +80,17 @@ def run_restore(port: ClusterPort, policy: Policy, options: RestoreOptions, *,
     for action in plan.creates:
         _restore(port, reporter, action, options.dry_run)
     return reporter.summary(error=None if entries or docker else "nothing in the selection")
+
+
+def _selected(port: ClusterPort, policy: Policy, options: RestoreOptions
+              ) -> tuple[list[Entry], Counter[str]]:
+    """The selected entries, and the Docker deletions the selection holds, by kind."""
+    if options.sources:
+        return from_report(opened(options.sources), options.selection)
+    if (options.selection.kind or "").lower() in _DOCKER_KINDS:
+        logger.warning("Docker objects cannot be restored (Docker removes them for good); "
+                       "the recycle bin holds Kubernetes objects only")
+    return from_bin(port, policy.cluster.recycleBin.namespace, options.selection), Counter()
 
 
 def from_bin(port: ClusterPort, namespace: str, selection: Selection) -> list[Entry]:
@@ -123,7 +132,8 @@ def _entry(manifest: dict[str, Any] | None, run: str, deleted: datetime, source:
                  meta.get("name") or line.get("name") or "", uid)
 
 
-def from_report(lines: Iterable[str], selection: Selection) -> tuple[list[Entry], Counter]:
+def from_report(lines: Iterable[str], selection: Selection
+                ) -> tuple[list[Entry], Counter[str]]:
     """The selected deletions done in the report lines, and the Docker ones by kind.
 
     A deletion's manifest is on its intent line (write-ahead); only the intents
@@ -131,7 +141,8 @@ def from_report(lines: Iterable[str], selection: Selection) -> tuple[list[Entry]
     selection, not the input.
     """
     counts, ahead = Counts(), {}
-    entries, docker = [], Counter()
+    entries: list[Entry] = []
+    docker: Counter[str] = Counter()
     for line in records(lines, counts):
         if line.get("action") != "delete" or line.get("task") == "recycle-bin":
             continue

@@ -171,3 +171,12 @@ def test_restore_never_uses_a_pods_service_account(monkeypatch, tmp_path):
     connection.connect(None, None, POLICY.cluster, in_cluster=False)
 
     assert used == [str(tmp_path / "admin.kubeconfig")]
+
+
+def test_an_unreadable_bin_ends_in_a_summary_that_says_why():
+    port = MemoryPort()
+    port.failures[("list", "secret", "")] = 403
+    out = io.StringIO()
+    summary = run_restore(port, POLICY, RestoreOptions(Selection()), stream=out)
+    assert summary["error"].startswith("cannot read the recycle bin: forbidden")
+    assert summary["errors"] == 1
