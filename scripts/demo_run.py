@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         _kubekeeper(["restore", "--namespace", "demo-batch", "--name", "migrate-orders",
                      "--policy", str(policy), "--kubeconfig", str(plane.kubeconfig),
                      "--log-format", "text"])
+        print(plane.run_kubectl("get", "job", "-n", "demo-batch", "migrate-orders", "-o",
+                                "custom-columns=JOB:.metadata.name,SUSPENDED:.spec.suspend",
+                                check=False).stdout.rstrip())
         _banner("What is left")
         demo_seed.show_leftovers(engine.client(), plane)
     finally:

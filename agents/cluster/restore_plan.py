@@ -145,14 +145,12 @@ def _action(entry: Entry, live_owners: Set[str], redact: bool) -> Action:
     body, notes = recreatable(entry.kind, entry.manifest or {}, live_owners)
     shown = _shown(body, redact) if entry.manifest and not _redacted(entry.manifest) else None
     details: dict[str, Any] = {"restored_from": entry.source}
-    if notes:
-        details["note"] = "; ".join(notes)
     if shown is not None:
         details["manifest"] = shown
     return Action(kind=entry.kind, name=entry.name, namespace=entry.namespace or None,
                   id=entry.uid, verb=Verb.CREATE, rule=f"restore from {run_time(entry)}",
-                  why=f"deleted by run {entry.run}", details=MappingProxyType(details),
-                  sealed=json.dumps(body, separators=(",", ":")))
+                  why="; ".join((f"deleted by run {entry.run}", *notes)),
+                  details=MappingProxyType(details), sealed=json.dumps(body, separators=(",", ":")))
 
 
 def _shown(body: dict[str, Any], redact: bool) -> RawJSON:
@@ -170,7 +168,8 @@ def run_time(entry: Entry) -> str:
 
 def recreatable(kind: str, manifest: dict[str, Any], live_owners: Set[str]
                 ) -> tuple[dict[str, Any], list[str]]:
-    """The create body for a kept manifest, and what was changed, said for the report."""
+    """The create body for a kept manifest, and what was changed: said in the line's
+    ``reason``, so the text view shows it too."""
     notes: list[str] = []
     meta = {k: v for k, v in (manifest.get("metadata") or {}).items() if k not in _SERVER_SET}
     refs = meta.pop("ownerReferences", None) or []

@@ -98,7 +98,7 @@ def test_restore_from_the_bin_brings_back_jobs_suspended_and_the_replicaset(
         "migrate": ("job", "create", "done"), "nightly": ("job", "create", "done"),
         "orphan": ("replicaset", "create", "done")}
     assert restored["migrate"]["reason"].startswith("restore from 20")
-    assert "created suspended (spec.suspend: true)" in restored["migrate"]["note"]
+    assert "created suspended (spec.suspend: true)" in restored["migrate"]["reason"]
     assert restored["migrate"]["restored_from"].startswith(f"{namespace}/kubekeeper-bin-")
     assert [i["name"] for i in report_lines.intents(lines)].count("migrate") == 1
     assert SECRET not in json.dumps(lines)

@@ -89,7 +89,8 @@ def test_the_plan_refuses_redacted_manifests_and_pods_and_keeps_the_latest_delet
 
     [create] = result.creates
     assert create.name == "migrate" and "team" not in json.loads(create.sealed)["spec"]
-    assert create.reason.startswith("restore from 2026-12-02T01:13:23.000Z: deleted by run")
+    assert create.reason.startswith(f"restore from 2026-12-02T01:13:23.000Z: deleted by run {RUN}; "
+                                    "created suspended (spec.suspend: true)")
     refused = {o.action.name: (str(o.result), o.error) for o in result.refused}
     assert refused["secret-job"][0] == "failed"
     assert f"kubekeeper restore --from-bin --run {RUN}" in refused["secret-job"][1]
