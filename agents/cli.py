@@ -195,6 +195,8 @@ def _report(args: argparse.Namespace) -> int:
                       kinds=frozenset(args.kind), namespaces=frozenset(args.namespace),
                       nodes=frozenset(args.node), results=frozenset(args.result),
                       tasks=frozenset(args.task))
+    if "-" in args.files and sys.stdin.isatty():
+        print("reading report lines from stdin (end with Ctrl-D)", file=sys.stderr)
     try:
         digest = Digest(filters).read(opened(args.files)).as_json()
     except OSError as exc:
