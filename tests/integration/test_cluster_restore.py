@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from agents.cluster.api import KubeApi
 from agents.cluster.resources import RESOURCES
 from agents.cluster.restore import RestoreOptions, run_restore
 from agents.cluster.restore_plan import Selection
+from scripts.localenv.kube_jobs import finish_job, job
 from tests import report_lines
-from tests.cluster_runs import pod_template, policy_for, run_task
+from tests.cluster_runs import ago, pod_template, policy_for, run_task
 from tests.integration.test_cluster_recycle_bin import SECRET, job_with_a_secret
 
 JOBS = "completedJobs: {action: delete}"
@@ -151,3 +153,46 @@ def test_a_redacted_report_is_refused_with_the_way_to_the_bin(kube_api, namespac
     assert "kubekeeper restore --from-bin --run" in refused["migrate"]["error"]
     assert report_lines.summaries(lines)[0]["errors"] == 2
     assert BatchV1Api(kube_api).list_namespaced_job(namespace).items == []
+
+
+def owned_job(client: ApiClient, namespace: str, owner: str) -> dict:
+    """A StatefulSet (no pods) owning a Job that finished 3 days ago; the policy opts Jobs
+    owned by StatefulSets in (a CronJob's own controller would prune its Jobs first)."""
+    sts = AppsV1Api(client).create_namespaced_stateful_set(namespace, {
+        "metadata": {"name": owner},
+        "spec": {"replicas": 0, "serviceName": owner, "selector": {"matchLabels": {"o": owner}},
+                 "template": pod_template({"o": owner})}})
+    ref = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": owner,
+           "uid": sts.metadata.uid}
+    batch = BatchV1Api(client)
+    body = job(f"{owner}-job")
+    body.metadata.owner_references = [ref]
+    batch.create_namespaced_job(namespace, body)
+    finish_job(batch, namespace, f"{owner}-job", succeeded=True, started=ago(days=3),
+               finished=ago(days=3))
+    return ref
+
+
+def test_a_restored_job_keeps_a_live_owner_and_loses_a_gone_one(kube_api, namespace):
+    """Without dropping the reference to a deleted owner, the garbage collector would
+    delete the restored Job again within a second or two."""
+    live = owned_job(kube_api, namespace, "kept")
+    owned_job(kube_api, namespace, "gone")
+    rules = "completedJobs: {action: delete, ownerKinds: [StatefulSet]}"
+    run = run_task(kube_api, policy_for(namespace, rules), "jobs")
+    assert run.names("job", "delete") == {"kept-job", "gone-job"}
+    AppsV1Api(kube_api).delete_namespaced_stateful_set("gone", namespace)
+
+    lines = outcomes_by_name(restore(kube_api, namespace))
+
+    assert {n: x["result"] for n, x in lines.items()} == {"kept-job": "done", "gone-job": "done"}
+    assert "dropped ownerReference to StatefulSet gone (no longer exists)" in lines[
+        "gone-job"]["reason"]
+    refs = raw(kube_api, "job", namespace, "kept-job")["metadata"]["ownerReferences"]
+    assert [(r["kind"], r["name"], r["uid"]) for r in refs] == [
+        ("StatefulSet", "kept", live["uid"])]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        restored = raw(kube_api, "job", namespace, "gone-job")["metadata"]
+        assert "ownerReferences" not in restored and "deletionTimestamp" not in restored
+        time.sleep(0.5)
