@@ -73,7 +73,7 @@ def run_restore(port: ClusterPort, policy: Policy, options: RestoreOptions, *,
         logger.warning("the selection holds Docker objects ({}): they cannot be restored, "
                        "since Docker removes them for good; only Kubernetes objects are",
                        ", ".join(f"{n} {k}" for k, n in sorted(docker.items())))
-    plan = restore_plan.plan(entries, live_owners(port, entries),
+    plan = restore_plan.plan(entries, owners_found(port, entries),
                              redact=policy.cluster.redactManifests)
     for outcome in plan.refused:
         reporter.action(outcome)
@@ -167,23 +167,25 @@ def from_report(lines: Iterable[str], selection: Selection
     return entries, docker
 
 
-def live_owners(port: ClusterPort, entries: Iterable[Entry]) -> set[str]:
-    """The uids of the named owners that still exist (same name and uid)."""
-    live = set()
+def owners_found(port: ClusterPort, entries: Iterable[Entry]) -> dict[str, bool]:
+    """By uid, whether each named owner still exists (same name and uid); an owner of a
+    kind kubekeeper does not know, or whose read failed, is left out: not checked."""
+    found: dict[str, bool] = {}
     for kind, namespace, name, uid in restore_plan.owners(entries):
         resource = RESOURCES.get(KINDS.get(kind, ""))
         if resource is None:
             continue
         try:
-            found = port.get(resource, namespace, name)
+            owner = port.get(resource, namespace, name)
         except ApiError as err:
-            if err.status != 404:
+            if err.status == 404:
+                found[uid] = False
+            else:
                 logger.warning("owner {} {}/{} not checked ({}): its reference is dropped",
                                kind, namespace, name, err)
             continue
-        if (found.get("metadata") or {}).get("uid") == uid:
-            live.add(uid)
-    return live
+        found[uid] = (owner.get("metadata") or {}).get("uid") == uid
+    return found
 
 
 def _restore(port: ClusterPort, reporter: Reporter, action: Action, dry_run: bool) -> None:

@@ -5,7 +5,9 @@ A restored object must stay restored and must not act on its own:
 - the fields only the server sets (uid, resourceVersion, timestamps,
   managedFields, status) go, or the create is refused;
 - an ownerReference whose owner no longer exists (by uid) goes, or the
-  garbage collector deletes the object again at once;
+  garbage collector deletes the object again at once; so does one whose owner
+  could not be checked (a kind kubekeeper does not know): an object without
+  its owner is safe, one with a dangling reference is not;
 - a Job is created suspended (``spec.suspend: true``), without the selector
   and ``controller-uid`` labels generated for the deleted Job (the API server
   refuses them), so it never runs again unless someone resumes it;
@@ -22,7 +24,7 @@ deletion wins.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -95,9 +97,11 @@ def owners(entries: Iterable[Entry]) -> set[tuple[str, str, str, str]]:
     return found
 
 
-def plan(entries: Iterable[Entry], live_owners: Set[str], redact: bool = True) -> RestorePlan:
-    """The creates for ``entries`` (already selected); ``live_owners`` holds the uids of
-    owners that still exist. ``redact``: the lines show a redacted manifest."""
+def plan(entries: Iterable[Entry], owners_found: Mapping[str, bool], redact: bool = True
+         ) -> RestorePlan:
+    """The creates for ``entries`` (already selected). ``owners_found``: by owner uid,
+    whether it still exists; an owner not in it could not be checked. ``redact``: the
+    lines show a redacted manifest."""
     latest: dict[tuple[str, str, str], Entry] = {}
     for entry in entries:
         key = (entry.kind, entry.namespace, entry.name)
@@ -105,7 +109,7 @@ def plan(entries: Iterable[Entry], live_owners: Set[str], redact: bool = True) -
             latest[key] = entry
     result = RestorePlan()
     for entry in sorted(latest.values(), key=lambda e: (e.kind, e.namespace, e.name)):
-        action = _action(entry, live_owners, redact)
+        action = _action(entry, owners_found, redact)
         refusal = _refusal(entry)
         if refusal:
             result.refused.append(Outcome(action, Result.FAILED, error=refusal))
@@ -141,8 +145,8 @@ def _redacted(value: Any) -> bool:
     return False
 
 
-def _action(entry: Entry, live_owners: Set[str], redact: bool) -> Action:
-    body, notes = recreatable(entry.kind, entry.manifest or {}, live_owners)
+def _action(entry: Entry, owners_found: Mapping[str, bool], redact: bool) -> Action:
+    body, notes = recreatable(entry.kind, entry.manifest or {}, owners_found)
     shown = _shown(body, redact) if entry.manifest and not _redacted(entry.manifest) else None
     details: dict[str, Any] = {"restored_from": entry.source}
     if shown is not None:
@@ -166,15 +170,16 @@ def run_time(entry: Entry) -> str:
     return rfc3339(started)
 
 
-def recreatable(kind: str, manifest: dict[str, Any], live_owners: Set[str]
+def recreatable(kind: str, manifest: dict[str, Any], owners_found: Mapping[str, bool]
                 ) -> tuple[dict[str, Any], list[str]]:
     """The create body for a kept manifest, and what was changed: said in the line's
     ``reason``, so the text view shows it too."""
     notes: list[str] = []
     meta = {k: v for k, v in (manifest.get("metadata") or {}).items() if k not in _SERVER_SET}
     refs = meta.pop("ownerReferences", None) or []
-    kept = [r for r in refs if r.get("uid") in live_owners]
-    notes += [f"dropped ownerReference to {r.get('kind')} {r.get('name')} (no longer exists)"
+    kept = [r for r in refs if owners_found.get(str(r.get("uid")))]
+    notes += [f"dropped ownerReference to {r.get('kind')} {r.get('name')} "
+              f"({'no longer exists' if str(r.get('uid')) in owners_found else 'not checked'})"
               for r in refs if r not in kept]
     if kept:
         meta["ownerReferences"] = kept

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from agents.actions import Action, Outcome, Result, Verb
 from agents.cluster import connection
-from agents.cluster.restore import RestoreOptions, from_report, run_restore
+from agents.cluster.restore import RestoreOptions, from_report, owners_found, run_restore
 from agents.cluster.restore_plan import Entry, Selection, plan, recreatable
 from agents.policy_loader import parse_policy
 from agents.report import Reporter
@@ -43,7 +43,7 @@ def entry(manifest: dict | None, kind: str = "job", name: str = "migrate",
 
 
 def test_a_job_comes_back_suspended_without_server_fields_or_generated_labels():
-    body, notes = recreatable("job", job_manifest(), set())
+    body, notes = recreatable("job", job_manifest(), {})
 
     assert body["spec"]["suspend"] is True
     assert "selector" not in body["spec"] and "status" not in body
@@ -54,17 +54,20 @@ def test_a_job_comes_back_suspended_without_server_fields_or_generated_labels():
 
 
 def test_a_manual_selector_is_kept():
-    body, _ = recreatable("job", job_manifest(manualSelector=True), set())
+    body, _ = recreatable("job", job_manifest(manualSelector=True), {})
     assert body["spec"]["selector"] and body["spec"]["suspend"] is True
 
 
 def test_owner_references_stay_only_when_the_owner_still_exists():
     owners = [{"kind": "CronJob", "name": "nightly", "uid": "alive"},
-              {"kind": "CronJob", "name": "old", "uid": "gone"}]
-    body, notes = recreatable("job", job_manifest(owners=owners), {"alive"})
+              {"kind": "CronJob", "name": "old", "uid": "gone"},
+              {"kind": "Workflow", "name": "argo", "uid": "unknown"}]
+    body, notes = recreatable("job", job_manifest(owners=owners), {"alive": True,
+                                                                   "gone": False})
 
     assert body["metadata"]["ownerReferences"] == [owners[0]]
-    assert "dropped ownerReference to CronJob old (no longer exists)" in notes
+    assert notes[:2] == ["dropped ownerReference to CronJob old (no longer exists)",
+                         "dropped ownerReference to Workflow argo (not checked)"]
 
 
 def test_a_replicaset_loses_its_ownerless_since_so_it_is_not_deleted_again_at_once():
@@ -72,7 +75,7 @@ def test_a_replicaset_loses_its_ownerless_since_so_it_is_not_deleted_again_at_on
           "metadata": {"name": "orphan", "annotations": {"kubekeeper/ownerless-since": "x",
                                                          "keep": "me"}},
           "spec": {"replicas": 0}}
-    body, notes = recreatable("replicaset", rs, set())
+    body, notes = recreatable("replicaset", rs, {})
     assert body["metadata"]["annotations"] == {"keep": "me"} and notes == []
 
 
@@ -85,7 +88,7 @@ def test_the_plan_refuses_redacted_manifests_and_pods_and_keeps_the_latest_delet
     entries = [older, entry(job_manifest()), entry(redacted, name="secret-job"),
                entry(pod, kind="pod", name="p"), entry(None, name="lost")]
 
-    result = plan(entries, set())
+    result = plan(entries, {})
 
     [create] = result.creates
     assert create.name == "migrate" and "team" not in json.loads(create.sealed)["spec"]
@@ -181,3 +184,16 @@ def test_an_unreadable_bin_ends_in_a_summary_that_says_why():
     summary = run_restore(port, POLICY, RestoreOptions(Selection()), stream=out)
     assert summary["error"].startswith("cannot read the recycle bin: forbidden")
     assert summary["errors"] == 1
+
+
+def test_an_owner_counts_as_found_only_with_the_same_uid():
+    owners = [{"kind": "CronJob", "name": "same", "uid": "uid-cronjob-batch-same"},
+              {"kind": "CronJob", "name": "recreated", "uid": "old-uid"},
+              {"kind": "CronJob", "name": "deleted", "uid": "u3"},
+              {"kind": "Workflow", "name": "argo", "uid": "u4"}]
+    port = MemoryPort(*({"kind": "CronJob", "metadata": {"name": n, "namespace": "batch"}}
+                        for n in ("same", "recreated")))
+
+    found = owners_found(port, [entry(job_manifest(owners=owners))])
+
+    assert found == {"uid-cronjob-batch-same": True, "old-uid": False, "u3": False}
