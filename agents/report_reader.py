@@ -84,11 +84,6 @@ class _Group:
             self.places.add(where)
 
 
-def rule_of(reason: str | None) -> str:
-    """The policy key path a reason starts with (``completedJobs.failedTTL``)."""
-    return (reason or "").partition(": ")[0]
-
-
 class Digest:
     """The running aggregate of report lines; ``add`` one line at a time."""
 
@@ -136,7 +131,7 @@ class Digest:
             return
         agent, verb, name = get("agent"), get("action"), get("name")
         where = get("node") if agent == "node" else get("namespace") or "-"
-        rule = (get("reason") or "").partition(": ")[0]
+        rule = (get("reason") or "").partition(": ")[0]  # the policy key path
         size = get("bytes") or 0
         key = (agent, get("task"), verb, get("kind"), where, rule)
         group = self.groups.get(key) or self.groups.setdefault(key, _Group())

@@ -102,14 +102,24 @@ def from_bin(port: ClusterPort, namespace: str, selection: Selection) -> list[En
                                 label_selector=selector):
         meta = secret.get("metadata") or {}
         run = (meta.get("labels") or {}).get("kubekeeper/run", "")
-        kept = datetime.fromisoformat(meta.get("creationTimestamp") or "1970-01-01T00:00:00Z")
+        kept = _when(meta.get("creationTimestamp"))
         for key, encoded in (secret.get("data") or {}).items():
-            manifest = _decoded(encoded)
-            entry = _entry(manifest, run, kept, f"{namespace}/{meta.get('name')}/{key}",
-                           uid=key.rsplit(".", 1)[-1])
-            if entry and selection.admits(entry.kind, entry.namespace, entry.name, run, kept):
+            where = f"{namespace}/{meta.get('name')}/{key}"
+            entry = _entry(_decoded(encoded), run, kept, where, uid=key.rsplit(".", 1)[-1])
+            if entry is None:
+                logger.warning("recycle bin entry {} is not a manifest; left alone", where)
+            elif selection.admits(entry.kind, entry.namespace, entry.name, run, kept):
                 entries.append(entry)
     return entries
+
+
+def _when(text: Any) -> datetime:
+    """A line's or Secret's time; one that does not parse sorts first (the epoch)."""
+    try:
+        moment = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        moment = None
+    return moment if moment and moment.tzinfo else datetime.fromtimestamp(0, UTC)
 
 
 def _decoded(encoded: str) -> dict[str, Any] | None:
@@ -146,19 +156,19 @@ def from_report(lines: Iterable[str], selection: Selection
     for line in records(lines, counts):
         if line.get("action") != "delete" or line.get("task") == "recycle-bin":
             continue
-        deleted = datetime.fromisoformat(line.get("ts") or "1970-01-01T00:00:00Z")
+        deleted = _when(line.get("ts"))
         kind, run = str(line.get("kind")), str(line.get("run"))
         if not selection.admits(kind, line.get("namespace") or "", line.get("name") or "",
                                 run, deleted):
             continue
-        if line["event"] == "action.intent":
+        if line["event"] == "action.intent" and line.get("agent") == "cluster":
             ahead[(run, line.get("op"))] = line.get("manifest")
         elif line["event"] == "action" and line.get("result") == "done":
             if line.get("agent") == "node":
                 docker[kind] += 1
                 continue
             manifest = line.get("manifest") or ahead.pop((run, line.get("op")), None)
-            entry = _entry(manifest, run, deleted.astimezone(UTC), "the report",
+            entry = _entry(manifest, run, deleted, "the report",
                            str(line.get("id") or ""), line)
             if entry:
                 entries.append(entry)

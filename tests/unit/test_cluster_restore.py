@@ -197,3 +197,22 @@ def test_an_owner_counts_as_found_only_with_the_same_uid():
     found = owners_found(port, [entry(job_manifest(owners=owners))])
 
     assert found == {"uid-cronjob-batch-same": True, "old-uid": False, "u3": False}
+
+
+def test_report_lines_join_intent_and_outcome_and_survive_a_bad_time():
+    out = io.StringIO()
+    reporter = Reporter("cluster", "jobs", False, stream=out)
+    action = Action(kind="job", name="migrate", namespace="batch", verb=Verb.DELETE,
+                    rule="completedJobs.succeededTTL", why="old", id="u1",
+                    details={"manifest": job_manifest()})
+    reporter.action(Outcome(action, Result.DONE), op=reporter.intent(action))
+    text = out.getvalue() + json.dumps({"event": "action", "agent": "cluster", "ts": "soon",
+                                        "action": "delete", "result": "done", "kind": "job",
+                                        "name": "x", "run": "r", "op": 1}) + "\n"
+
+    entries, _ = from_report(io.StringIO(text), Selection())
+    later, _ = from_report(io.StringIO(text), Selection(since=WHEN))
+
+    assert [(e.name, e.manifest is not None, e.uid) for e in entries] == [
+        ("migrate", True, "u1"), ("x", False, "")]
+    assert [e.name for e in later] == ["migrate"]
