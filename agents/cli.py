@@ -19,7 +19,7 @@ from loguru import logger
 
 from agents import errors
 from agents.policy import Policy, to_plain
-from agents.policy_loader import PolicyInvalid, load_policy
+from agents.policy_loader import PolicyInvalid, load_policy, parse_policy
 from agents.units import parse_duration
 
 CLUSTER_TASKS = ("requests", "revisions", "jobs", "all")
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _build_parser() -> _Parser:
     common = _Parser(add_help=False)
-    common.add_argument("--policy", default=os.environ.get("KUBEKEEPER_POLICY", "policies.yaml"),
+    common.add_argument("--policy", default=_default_policy(),
                         help="policy file (default: $KUBEKEEPER_POLICY or ./policies.yaml)")
     common.add_argument("--log-format", choices=("auto", "json", "text"), default="auto",
                         help="report format; auto is text on a terminal, JSON lines otherwise")
@@ -210,7 +210,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    policy = load_policy(args.policy)
+    policy = _restore_policy(args.policy)
     from agents.cluster.restore import RestoreOptions, run_restore_cli
     from agents.cluster.restore_plan import Selection
 
@@ -224,6 +224,20 @@ def _restore(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"kubekeeper restore: {exc}", file=sys.stderr)
         return errors.EXIT_USAGE
+
+
+def _default_policy() -> str:
+    return os.environ.get("KUBEKEEPER_POLICY", "policies.yaml")
+
+
+def _restore_policy(path: str) -> Policy:
+    """The policy, for the bin's namespace and ``redactManifests``; on an admin's machine
+    without a policy file at the default path, the defaults (``kubekeeper-system``)."""
+    if path == _default_policy() and not os.path.exists(path):
+        print(f"no {path}: using the default policy (recycle bin in kubekeeper-system)",
+              file=sys.stderr)
+        return parse_policy("apiVersion: kubekeeper/v1\n")
+    return load_policy(path)
 
 
 def _policy_check(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 
 from agents.actions import Action, Outcome, Result, Verb
+from agents.cli import main
 from agents.cluster import connection
 from agents.cluster.restore import RestoreOptions, from_report, owners_found, run_restore
 from agents.cluster.restore_plan import Entry, Selection, plan, recreatable
@@ -216,3 +217,12 @@ def test_report_lines_join_intent_and_outcome_and_survive_a_bad_time():
     assert [(e.name, e.manifest is not None, e.uid) for e in entries] == [
         ("migrate", True, "u1"), ("x", False, "")]
     assert [e.name for e in later] == ["migrate"]
+
+
+def test_restore_without_a_policy_file_uses_the_defaults(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KUBEKEEPER_POLICY", raising=False)
+    code = main(["restore", "--kubeconfig", str(tmp_path / "none")])
+    assert code == 3
+    assert "no policies.yaml: using the default policy" in capsys.readouterr().err
+    assert main(["restore", "--policy", str(tmp_path / "p.yaml")]) == 2
