@@ -8,7 +8,8 @@
 - The policy file is checked every 2s (path, inode, size and mtime, links
   followed, so a ConfigMap's symlink swap counts).  A valid new policy takes effect for the
   next run, with ``--dry-run``/``--no-dry-run`` re-applied; an invalid one is
-  logged with every error and the last good policy stays in force.
+  logged with every error and the last good policy stays in force.  A reload is
+  all or nothing: the whole new schedule is built before anything changes.
 - Docker down: the run is logged, ``/healthz`` learns it, and the job is retried
   after a delay doubling from 5s to 5m; the process never exits for it.
 - SIGTERM: the run in progress finishes its current items, skips the rest,
@@ -35,18 +36,27 @@ from agents.checks import Trigger, cron_trigger
 from agents.node import health
 from agents.node.agent import NodeOptions, run_job
 from agents.policy import Policy
-from agents.policy_loader import PolicyInvalid, load_policy
+from agents.policy_loader import PolicyError, PolicyInvalid, load_policy
 
 WATCH_EVERY_S = 2
 _BACKOFF = (timedelta(seconds=5), timedelta(minutes=5))
 
 
 def serve(policy: Policy, options: NodeOptions, stop: threading.Event) -> int:
-    """Run until ``stop`` is set (SIGTERM); returns exit code 0."""
+    """Run until ``stop`` is set (SIGTERM); returns exit code 0.
+
+    A schedule that cannot run (a cron that never fires) is ``PolicyInvalid``
+    before anything starts: exit 2 with the reason, not a crash loop.
+    """
     daemon = _Daemon(policy, options, stop)
-    server = health.serve(options.health_port, daemon.health) \
-        if options.health_port is not None else None
-    daemon.start()
+    server = _serve_health(options.health_port, daemon.health)
+    try:
+        daemon.start()
+    except ValueError as exc:
+        if server is not None:
+            server.shutdown()
+        raise PolicyInvalid([PolicyError(options.policy_path, 0, 0, "node.schedule",
+                                         str(exc))]) from None
     while not stop.wait(1):
         pass
     logger.bind(kind="daemon", name="node", id=os.getpid()).info("stopping (signal received)")
@@ -54,6 +64,17 @@ def serve(policy: Policy, options: NodeOptions, stop: threading.Event) -> int:
     if server is not None:
         server.shutdown()
     return errors.EXIT_OK
+
+
+def _serve_health(port: int | None, state: health.Health) -> Any:
+    """The /healthz server, or None without a port; a port in use is a usage error."""
+    if port is None:
+        return None
+    try:
+        return health.serve(port, state)
+    except OSError as exc:
+        raise errors.BadOption(f"--health-port {port}: cannot listen there "
+                               f"({exc.strerror or exc})") from None
 
 
 def trigger_for(schedule: Trigger, jitter: timedelta | None = None) -> BaseTrigger:
@@ -74,7 +95,10 @@ def interval_of(schedule: Trigger, now: datetime) -> timedelta:
     fire = trigger.get_next_fire_time(None, now)
     gaps = []
     for _ in range(8):
-        following = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+        following = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1)) \
+            if fire is not None else None
+        if following is None:
+            raise ValueError(f"{schedule.cron!r} never fires")
         gaps.append(following - fire)
         fire = following
     return max(gaps)
@@ -92,21 +116,31 @@ class _Daemon:
         self._delays: dict[str, timedelta] = {}
         self._log = logger.bind(kind="daemon", name="node", id=os.getpid())
 
-    def start(self) -> None:
+    def schedule_for(self, policy: Policy) -> dict[str, tuple[BaseTrigger, timedelta]]:
+        """Each job's trigger and health interval under ``policy``, all built before any is used.
+
+        Raises ValueError when a schedule cannot run, so that neither the start
+        nor a reload ever applies half of a schedule.
+        """
         now = datetime.now(UTC)
-        schedule = self.policy.node.schedule
-        for job in self.options.jobs:
-            delay = random.uniform(0, schedule.jitter.total_seconds())
-            self.scheduler.add_job(self._run, self._trigger(job), args=[job], id=job,
+        schedule = policy.node.schedule
+        return {job: (trigger_for(getattr(schedule, job), schedule.jitter),
+                      interval_of(getattr(schedule, job), now) + schedule.jitter)
+                for job in self.options.jobs}
+
+    def start(self) -> None:
+        """Schedule every job and the policy watch; ValueError if the schedule cannot run."""
+        plan = self.schedule_for(self.policy)
+        now = datetime.now(UTC)
+        jitter = self.policy.node.schedule.jitter.total_seconds()
+        for job, (trigger, interval) in plan.items():
+            delay = random.uniform(0, jitter)
+            self.scheduler.add_job(self._run, trigger, args=[job], id=job,
                                    next_run_time=now + timedelta(seconds=delay))
-            self.health.expect(job, interval_of(getattr(schedule, job), now) + schedule.jitter)
+            self.health.expect(job, interval)
         self.scheduler.add_job(self._reload_if_changed, IntervalTrigger(seconds=WATCH_EVERY_S),
                                id="policy-watch", executor="watch")
         self.scheduler.start()
-
-    def _trigger(self, job: str) -> BaseTrigger:
-        schedule = self.policy.node.schedule
-        return trigger_for(getattr(schedule, job), schedule.jitter)
 
     def _run(self, job: str) -> None:
         """One scheduled run; every failure is contained here so the loop goes on."""
@@ -138,6 +172,7 @@ class _Daemon:
                                    id=f"{job}-retry", replace_existing=True)
 
     def _reload_if_changed(self) -> None:
+        """All or nothing: the new policy and its whole schedule are built, then swapped in."""
         fingerprint = _fingerprint(self.options.policy_path)
         if fingerprint == self._fingerprint:
             return
@@ -146,19 +181,27 @@ class _Daemon:
         log = logger.bind(kind="policy", name=path, id=fingerprint[0] if fingerprint else "")
         try:
             policy = load_policy(path)
+            plan = self.schedule_for(policy)
         except PolicyInvalid as exc:
             log.error("the changed policy is invalid; the last good one stays in force "
                       "({} problems):\n{}", len(exc.errors), exc)
             return
+        except Exception as exc:  # a reload must never leave the daemon half-changed
+            log.opt(exception=exc).error("the changed policy cannot be applied; the last good "
+                                         "one stays in force: {}", exc)
+            return
+        self._apply(policy, plan)
+        log.info("policy reloaded (dryRun={})", self.policy.dryRun)
+
+    def _apply(self, policy: Policy, plan: dict[str, tuple[BaseTrigger, timedelta]]) -> None:
         override = self.options.dry_run_override
         previous = self.policy.node.schedule
         self.policy = policy if override is None else replace(policy, dryRun=override)
-        now = datetime.now(UTC)
-        schedule = self.policy.node.schedule
-        for job in self.options.jobs if schedule != previous else ():
-            self.scheduler.reschedule_job(job, trigger=self._trigger(job))
-            self.health.expect(job, interval_of(getattr(schedule, job), now) + schedule.jitter)
-        log.info("policy reloaded (dryRun={})", self.policy.dryRun)
+        if self.policy.node.schedule == previous:
+            return
+        for job, (trigger, interval) in plan.items():
+            self.scheduler.reschedule_job(job, trigger=trigger)
+            self.health.expect(job, interval)
 
 
 def _fingerprint(path: str) -> tuple[str, int, int, int] | None:
