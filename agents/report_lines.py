@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-EVENTS = frozenset({"action", "action.intent", "run.summary"})
+EVENTS = frozenset({"action", "action.intent", "run.note", "run.summary"})
 _AGENTS = frozenset({"node", "cluster"})
 _PREFIX = re.compile(r"\[[^\]\s]+\] ")
 _scan = json.scanner.make_scanner(json.JSONDecoder())

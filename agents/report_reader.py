@@ -114,6 +114,8 @@ class Digest:
                 self.pending[(line.get("run"), line.get("op"))] = line
             else:
                 self.filtered += 1
+        elif event == "run.note":
+            return  # a run's remark (no usage source, say): neither an action nor a run
         elif self.filters.run(line):
             self._summary(line)
         else:

@@ -149,3 +149,11 @@ def test_cli_reads_files_and_stdin_and_writes_json(tmp_path, capsys, monkeypatch
     assert (d["input"]["torn"], d["results"]) == (1, {"done": 2, "failed": 1})
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert main(["report", "--since", "yesterday"]) == 2
+
+
+def test_a_run_note_is_read_as_the_run_s_remark_neither_foreign_nor_a_run():
+    out = io.StringIO()
+    Reporter("cluster", "requests", True, stream=out).note("resourceRequests.usage",
+                                                           "no usage source")
+    d = digest(out.getvalue() + cluster_run())
+    assert (d["input"]["foreign"], d["runs"]["runs"]) == (0, 1)
