@@ -94,6 +94,19 @@ def duration_up_to(limit: str) -> Callable[[Any], timedelta]:
     return bounded(check, f"0s to {limit}")
 
 
+def duration_between(shortest: str, longest: str) -> Callable[[Any], timedelta]:
+    """A duration from ``shortest`` to ``longest``: for what divides by it (a half-life)
+    or sizes a record by it (a window), where 0s and 10y are both mistakes."""
+    low, high = units.parse_duration(shortest), units.parse_duration(longest)
+
+    def check(value: Any) -> timedelta:
+        parsed = units.parse_duration(value)
+        if not low <= parsed <= high:
+            raise ValueError(f"{_show(value)} is not from {shortest} to {longest}")
+        return parsed
+    return bounded(check, f"{shortest} to {longest}")
+
+
 def size(value: Any) -> int:
     return units.parse_size(value)
 

@@ -177,19 +177,19 @@ class Recommend:
                           "Highest CPU request recommended (VPA histogram's top: 1000).")
     maxMemory: str = setting(checks.quantity, "1Ti",
                              "Highest memory request, never below the peak seen (VPA: 1Ti).")
-    window: timedelta = setting(checks.duration, "8d",
+    window: timedelta = setting(checks.duration_between("1h", "90d"), "8d",
                                 "Usage older than this is forgotten (VPA: 8d).",
                                 checks.render_duration)
-    halfLife: timedelta = setting(checks.duration, "24h",
+    halfLife: timedelta = setting(checks.duration_between("1m", "30d"), "24h",
                                   "A CPU sample this old weighs half (VPA: 24h).",
                                   checks.render_duration)
-    minHistory: timedelta = setting(checks.duration, "24h",
+    minHistory: timedelta = setting(checks.duration_up_to("90d"), "24h",
                                     "No recommendation before this much history.",
                                     checks.render_duration)
     minChange: float = setting(checks.percent, 20,
                                "Act only when the request differs from it by more (percent).",
                                checks.render_number)
-    minInterval: timedelta = setting(checks.duration, "7d",
+    minInterval: timedelta = setting(checks.duration_up_to("365d"), "7d",
                                      "At most one recommendation patch per workload this often.",
                                      checks.render_duration)
 

@@ -157,3 +157,13 @@ def test_evidence_from_any_source_gives_the_same_recommendation():
     evidence = Evidence(0.5, 3 * 2**30, 500, timedelta(days=2), "prometheus")
     wanted = recommend(evidence, RULES)
     assert wanted.quantities() == {"cpu": "575m", "memory": "3533Mi"}
+
+
+def test_a_half_life_of_0s_or_a_window_of_years_is_a_policy_error():
+    import pytest
+
+    from agents.policy_loader import PolicyInvalid, parse_policy
+    for bad in ("halfLife: 0s", "window: 3650d"):
+        with pytest.raises(PolicyInvalid, match=bad.split(":")[0]):
+            parse_policy("apiVersion: kubekeeper/v1\ncluster:\n  resourceRequests:\n"
+                         f"    recommend: {{{bad}}}\n")
