@@ -221,3 +221,13 @@ def test_a_note_on_a_terminal_is_one_escaped_line():
         "resourceRequests.usage", "no usage source\x1b]0;x\x07")
     [line] = stream.getvalue().splitlines()
     assert line.endswith("NOTE     resourceRequests.usage: no usage source\\x1b]0;x\\x07")
+
+
+def test_dry_runs_keep_the_record_and_cluster_plan_never_writes_it():
+    policy = parse_policy("apiVersion: kubekeeper/v1\ndryRun: true\ncluster: {apiQPS: 0}\n")
+    for plan_only, written in ((True, []), (False, [("create", "configmap",
+                                                      "kubekeeper-usage-0")])):
+        port = MemoryPort({"kind": "Namespace", "metadata": {"name": "apps"}}, *OBJECTS)
+        port.metrics = metrics_items()
+        run_tasks(port, policy, "requests", stream=io.StringIO(), now=NOW, plan_only=plan_only)
+        assert port.writes == written
