@@ -25,6 +25,7 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
             "cronjobs.batch", "limitranges", "pods.metrics.k8s.io")),
         *((verb, "limitranges") for verb in ("create", "patch")),
         *(("patch", resource) for resource in (*_WORKLOADS, "cronjobs.batch")),
+        ("patch", "pods/resize"),
         ("create", "events"),
     },
     "revisions": {
