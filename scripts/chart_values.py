@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from agents.node.runtimes import CHOICES
 from agents.policy_schema import policy_schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def values_schema() -> dict[str, Any]:
             "priorityClassName": {"type": "string"},
             "podAnnotations": {"type": "object", "additionalProperties": {"type": "string"}},
             "extraArgs": {"type": "array", "items": _string()},
-            "node": _object({"enabled": _boolean(), "runtime": _string(),
+            "node": _object({"enabled": _boolean(), "runtime": _runtime(),
                              "nodeSelector": {"type": "object",
                                               "additionalProperties": {"type": "string"}},
                              "tolerations": {"type": "array", "items": {"type": "object"}},
@@ -70,6 +71,13 @@ def _string() -> dict[str, Any]:
 
 def _boolean() -> dict[str, Any]:
     return {"type": "boolean"}
+
+
+def _runtime() -> dict[str, Any]:
+    """``--runtime``'s choices, so a typo fails at install and not in every node's pod."""
+    named = [choice for choice in CHOICES if not choice.startswith("cri:")]
+    return {"anyOf": [{"enum": named}, {"type": "string", "pattern": "^cri:.+"}],
+            "description": "auto, a runtime name, or cri:<socket path>."}
 
 
 def _resources() -> dict[str, Any]:

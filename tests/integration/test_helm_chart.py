@@ -158,3 +158,44 @@ def test_the_metrics_objects_render_only_when_enabled():
     kinds = {d["kind"] for d in template("--set", "metrics.serviceMonitor.enabled=true",
                                          "--set", "metrics.prometheusRule.enabled=true")}
     assert {"ServiceMonitor", "PrometheusRule", "Service"} <= kinds
+
+
+def test_the_values_reach_every_pod(tmp_path: Path):
+    values = tmp_path / "my-values.yaml"
+    values.write_text(yaml.safe_dump({
+        "image": {"repository": "registry.example.com/kubekeeper", "tag": "9.9", "pullPolicy":
+                  "Always"},
+        "imagePullSecrets": [{"name": "regcred"}], "priorityClassName": "system-node-critical",
+        "podAnnotations": {"team": "infra"}, "extraArgs": ["--verbose"],
+        "node": {"runtime": "cri:/run/x.sock", "nodeSelector": {"kubernetes.io/os": "linux"},
+                 "tolerations": [], "resources": {"requests": {"cpu": "20m"}}},
+        "cluster": {"tasks": {"jobs": {"schedule": "0 1 * * *",
+                                       "resources": {"requests": {"memory": "1Gi"}}}}},
+    }))
+    docs = template("-f", str(values))
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["spec"] if d["kind"] == "DaemonSet"
+            else d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            for d in docs if d["kind"] in ("DaemonSet", "CronJob")}
+    assert len(pods) == 4
+    for spec in pods.values():
+        [container] = spec["containers"]
+        assert container["image"] == "registry.example.com/kubekeeper:9.9"
+        assert container["imagePullPolicy"] == "Always"
+        assert container["args"][-1] == "--verbose"
+        assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+        assert spec["priorityClassName"] == "system-node-critical"
+    node = pods["kubekeeper-node"]
+    assert "--runtime=cri:/run/x.sock" in node["containers"][0]["args"]
+    assert node["nodeSelector"] == {"kubernetes.io/os": "linux"} and "tolerations" not in node
+    # Helm merges mappings into the defaults, key by key.
+    assert node["containers"][0]["resources"] == {
+        "requests": {"cpu": "20m", "memory": "96Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
+    assert pods["kubekeeper-jobs"]["containers"][0]["resources"]["requests"] == {
+        "cpu": "50m", "memory": "1Gi"}
+    cronjob = next(d for d in docs if d["metadata"]["name"] == "kubekeeper-jobs"
+                   and d["kind"] == "CronJob")
+    assert cronjob["spec"]["schedule"] == "0 1 * * *"
+    annotations = [d["spec"]["template"]["metadata"]["annotations"] if d["kind"] == "DaemonSet"
+                   else d["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["annotations"]
+                   for d in docs if d["kind"] in ("DaemonSet", "CronJob")]
+    assert all(a["team"] == "infra" for a in annotations)

@@ -41,3 +41,12 @@ def test_an_unknown_value_is_refused():
     values = {**DEFAULTS, "nodes": {"enabled": False}}
     assert [e.message for e in VALIDATOR.iter_errors(values)] == [
         "Additional properties are not allowed ('nodes' was unexpected)"]
+
+
+def test_the_node_runtime_is_one_the_agent_accepts():
+    def errors(runtime: str) -> list[str]:
+        return [e.message for e in VALIDATOR.iter_errors({"node": {"runtime": runtime}})]
+
+    assert [r for r in ("auto", "docker", "containerd", "crio", "cri:/run/x.sock")
+            if errors(r)] == []
+    assert errors("dokcer") and errors("cri:")
