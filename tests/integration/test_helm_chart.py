@@ -199,3 +199,30 @@ def test_the_values_reach_every_pod(tmp_path: Path):
                    else d["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["annotations"]
                    for d in docs if d["kind"] in ("DaemonSet", "CronJob")]
     assert all(a["team"] == "infra" for a in annotations)
+
+
+def _corpus_verdicts(cases: list[Path], tmp_path: Path) -> dict[str, str]:
+    """helm's verdict on each corpus policy given as the chart's ``policy`` value."""
+    verdicts = {}
+    for case in cases:
+        values = tmp_path / f"{case.stem}.yaml"
+        values.write_text(yaml.safe_dump({"policy": yaml.safe_load(case.read_text())}))
+        result = run_helm(None, "template", RELEASE, str(CHART), "-f", str(values), check=False)
+        verdicts[case.stem] = (
+            "valid" if result.returncode == 0 else
+            "schema" if "specifications of the schema" in result.stderr else
+            "not JSON" if "converting YAML to JSON: json: unsupported value" in result.stderr
+            else result.stderr.strip())
+    return verdicts
+
+
+def test_helm_and_the_unit_tests_validator_agree_on_the_corpus(tmp_path: Path):
+    """helm's validator (Go, RE2 patterns) reads the schema as Python's jsonschema does."""
+    from tests.unit.test_policy_schema import ONLY_POLICY_CHECK, REFUSED, VALID
+
+    merged_away = {"missing_api_version", "empty"}  # the chart's default policy fills them in
+    refused = [c for c in REFUSED if c.stem not in ONLY_POLICY_CHECK and c.stem not in merged_away]
+    verdicts = _corpus_verdicts([*VALID, *refused], tmp_path)
+    # .inf has no JSON form: helm refuses it before its schema is consulted.
+    assert {stem: v for stem, v in verdicts.items() if v != "valid"} == {
+        c.stem: "not JSON" if ".inf" in c.read_text() else "schema" for c in refused}

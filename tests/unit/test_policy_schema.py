@@ -165,3 +165,18 @@ def test_a_bad_corpus_policy_is_refused_by_the_schema_too(case: Path):
 def test_policy_schema_prints_the_committed_schema(capsys):
     assert main(["policy", "schema"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(SCHEMA_FILE.read_text())
+
+
+def test_every_key_has_a_description_and_every_setting_a_default():
+    def keys(node: dict, path: str = "") -> list[tuple[str, dict]]:
+        found = []
+        for name, sub in node.get("properties", {}).items():
+            sub = policy_schema()["$defs"][name] if "$ref" in sub else sub
+            found.append((f"{path}{name}", sub))
+            found += keys(sub, f"{path}{name}.")
+        return found
+
+    every = keys(policy_schema())
+    assert len(every) > 80
+    assert [p for p, s in every if not s.get("description")] == []
+    assert [p for p, s in every if "properties" not in s and "default" not in s] == []
