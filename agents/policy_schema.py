@@ -18,7 +18,8 @@ from typing import Any
 from agents import checks
 from agents.policy import OVERRIDABLE, ClusterPolicy, Policy
 
-SCHEMA_ID = "https://kubekeeper.dev/schemas/policies.schema.json"
+SCHEMA_ID = "urn:kubekeeper:policies.schema.json"
+"""A name, not an address: nothing is fetched; it scopes the $refs when the chart embeds it."""
 
 
 def policy_schema() -> dict[str, Any]:
