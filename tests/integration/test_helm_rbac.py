@@ -1,7 +1,9 @@
 """A chart install grants each account exactly what a kustomize install does.
 
-The same matrix as test_install_rbac.py (what each task needs, nothing more, no Secrets,
-the recycle bin only where tasks delete), run against `helm install` instead.
+Every test of test_install_rbac.py (what each task needs, nothing more, no Secrets, the
+recycle bin only where tasks delete, ...) runs again here, against `helm install`: only
+the ``installed`` fixture differs. Taking them all by name prefix keeps a test added there
+running here too.
 """
 
 from __future__ import annotations
@@ -12,13 +14,10 @@ import pytest
 
 from scripts.localenv.controlplane import ControlPlane
 from tests import helm_chart
-from tests.integration.test_install_rbac import (  # noqa: F401  (collected here too)
-    test_node_account_holds_no_api_permission_at_all,
-    test_only_deleting_tasks_keep_a_recycle_bin_and_only_in_their_namespace,
-    test_task_account_holds_nothing_beyond_its_needs,
-    test_task_account_is_denied_secrets_and_destructive_verbs,
-    test_task_account_may_do_what_its_task_needs,
-)
+from tests.integration import test_install_rbac as _kustomize_matrix
+
+globals().update({name: test for name, test in vars(_kustomize_matrix).items()
+                  if name.startswith("test_")})
 
 
 @pytest.fixture(scope="module")
