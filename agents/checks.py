@@ -37,10 +37,23 @@ class Trigger:
     every: timedelta | None = None
 
 
-def boolean(value: Any) -> bool:
+def described(check: Callable[[Any], Any], schema: dict[str, Any]) -> Callable[[Any], Any]:
+    """Mark a check with the JSON Schema of what it accepts, for schemas/policies.schema.json.
+
+    The schema may accept more than the check (a cron that never fires, a duration past
+    its ceiling); the README lists what only ``policy check`` catches.
+    """
+    check.schema = schema  # type: ignore[attr-defined]
+    return check
+
+
+def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{_show(value)} is not a boolean (write true or false)")
     return value
+
+
+boolean = described(_boolean, {"type": "boolean"})
 
 
 def bounded(check: Callable[[Any], Any], bounds: str) -> Callable[[Any], Any]:
@@ -56,6 +69,7 @@ def whole(low: int, high: int) -> Callable[[Any], int]:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"{_show(value)} is not a whole number from {low} to {high}")
         return value
+    described(check, {"type": "integer", "minimum": low, "maximum": high})
     return bounded(check, f"{low} to {high}")
 
 
@@ -71,15 +85,34 @@ def _qps(value: Any) -> float:
     return float(value)
 
 
-qps = bounded(_qps, f"0 (no limit), or {MIN_QPS:g} to {MAX_QPS}")
+qps = described(bounded(_qps, f"0 (no limit), or {MIN_QPS:g} to {MAX_QPS}"), {
+    "type": "number", "anyOf": [{"const": 0}, {"minimum": MIN_QPS, "maximum": MAX_QPS}]})
 
 
-def percent(value: Any) -> float:
+_MAX_TEXT = 40
+"""The longest value text the parsers in ``agents.units`` read."""
+DURATION_PATTERN = "^([0-9]+[smhdw])+$"
+NONZERO_DURATION_PATTERN = "^([0-9]+[smhdw])*0*[1-9][0-9]*[smhdw]([0-9]+[smhdw])*$"
+_EXPONENT = "[eE][+-]?([0-2]?[0-9]|30)"
+QUANTITY_PATTERN = rf"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|{_EXPONENT})?$"
+PERCENT_PATTERN = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)%?$"
+_DURATION_SCHEMA = {"type": "string", "pattern": DURATION_PATTERN, "maxLength": _MAX_TEXT}
+
+
+def _percent(value: Any) -> float:
     return units.parse_percent(value)
 
 
-def duration(value: Any) -> timedelta:
+percent = described(_percent, {"anyOf": [
+    {"type": "number", "minimum": 0, "maximum": 100},
+    {"type": "string", "pattern": PERCENT_PATTERN, "maxLength": _MAX_TEXT}]})
+
+
+def _duration(value: Any) -> timedelta:
     return units.parse_duration(value)
+
+
+duration = described(_duration, _DURATION_SCHEMA)
 
 
 def duration_up_to(limit: str) -> Callable[[Any], timedelta]:
@@ -91,6 +124,7 @@ def duration_up_to(limit: str) -> Callable[[Any], timedelta]:
         if parsed > longest:
             raise ValueError(f"{_show(value)} is longer than {limit}, the most allowed here")
         return parsed
+    described(check, _DURATION_SCHEMA)
     return bounded(check, f"0s to {limit}")
 
 
@@ -104,21 +138,30 @@ def duration_between(shortest: str, longest: str) -> Callable[[Any], timedelta]:
         if not low <= parsed <= high:
             raise ValueError(f"{_show(value)} is not from {shortest} to {longest}")
         return parsed
+    described(check, _DURATION_SCHEMA)
     return bounded(check, f"{shortest} to {longest}")
 
 
-def size(value: Any) -> int:
+_QUANTITY_SCHEMA = {"anyOf": [
+    {"type": "string", "pattern": QUANTITY_PATTERN, "maxLength": _MAX_TEXT},
+    {"type": "integer", "minimum": 0, "maximum": int(units.MAX_QUANTITY)}]}
+
+
+def _size(value: Any) -> int:
     return units.parse_size(value)
 
 
-def quantity(value: Any) -> str:
+size = described(_size, _QUANTITY_SCHEMA)
+
+
+def _quantity(value: Any) -> str:
     """Keep the quantity as written (it goes into pod specs) once it parses."""
     if units.parse_quantity(value) < 0:
         raise ValueError(f"{_show(value)} is negative; a request must be 0 or more")
     return str(value)
 
 
-def url(value: Any) -> str:
+def _url(value: Any) -> str:
     """An http(s) URL, or empty for none."""
     if not isinstance(value, str) or (value and not re.match(r"^https?://[^\s/]+", value)):
         raise ValueError(f"{_show(value)} is not an http(s) URL (write e.g. "
@@ -126,13 +169,24 @@ def url(value: Any) -> str:
     return value.rstrip("/")
 
 
-def globs(value: Any) -> tuple[str, ...]:
+url = described(_url, {"type": "string", "pattern": r"^(https?://[^\s/]+.*)?$"})
+quantity = described(_quantity, _QUANTITY_SCHEMA)
+GLOBS_SCHEMA = {"type": "array", "items": {"type": "string", "minLength": 1}}
+
+
+def _globs(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError(f"{_show(value)} is not a list of globs (write e.g. [\"batch-*\"])")
     return tuple(units.check_glob(item) for item in value)
 
 
-def labels(value: Any) -> Mapping[str, str]:
+globs = described(_globs, GLOBS_SCHEMA)
+LABEL_KEY_PATTERN = ("^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?"
+                     "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+"""``_LABEL_KEY`` with Kubernetes' lengths (prefix at most 253, name at most 63) built in."""
+
+
+def _labels(value: Any) -> Mapping[str, str]:
     if not isinstance(value, dict):
         raise ValueError(f"{_show(value)} is not a label mapping (write e.g. {{team: infra}})")
     for key, item in value.items():
@@ -144,7 +198,11 @@ def labels(value: Any) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
-def dns_label(value: Any) -> str:
+labels = described(_labels, {"type": "object", "propertyNames": {"pattern": LABEL_KEY_PATTERN},
+                             "additionalProperties": {"type": "string"}})
+
+
+def _dns_label(value: Any) -> str:
     """A namespace name: lower-case letters, digits and '-', at most 63."""
     if not isinstance(value, str) or not _DNS_LABEL.match(value):
         raise ValueError(f"{_show(value)} is not a namespace name (a DNS label such as "
@@ -152,7 +210,10 @@ def dns_label(value: Any) -> str:
     return value
 
 
-def kinds(value: Any) -> tuple[str, ...]:
+dns_label = described(_dns_label, {"type": "string", "pattern": _DNS_LABEL.pattern})
+
+
+def _kinds(value: Any) -> tuple[str, ...]:
     """Kubernetes kind names as ownerReferences spell them (``Workflow``, ``MPIJob``)."""
     if not isinstance(value, list):
         raise ValueError(f"{_show(value)} is not a list of kinds (write e.g. [Workflow])")
@@ -163,13 +224,17 @@ def kinds(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+kinds = described(_kinds, {"type": "array", "items": {"type": "string",
+                                                      "pattern": _KIND.pattern}})
+
+
 def _label_key_fits(key: str) -> bool:
     """Kubernetes' lengths: a prefix of at most 253 characters, a name of at most 63."""
     prefix, _, name = key.rpartition("/")
     return len(prefix) <= 253 and len(name) <= 63
 
 
-def resources(value: Any) -> tuple[str, ...]:
+def _resources(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError(f"{_show(value)} is not a list of resources ({', '.join(RESOURCE_NAMES)})")
     for item in value:
@@ -179,7 +244,10 @@ def resources(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def runtimes(value: Any) -> tuple[str, ...]:
+resources = described(_resources, {"type": "array", "items": {"enum": list(RESOURCE_NAMES)}})
+
+
+def _runtimes(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError(f"{_show(value)} is not a list of runtimes ({', '.join(RUNTIME_NAMES)})")
     for item in value:
@@ -189,23 +257,29 @@ def runtimes(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+runtimes = described(_runtimes, {"type": "array", "items": {"enum": list(RUNTIME_NAMES)}})
+
+
 def choice(*allowed: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in allowed:
             raise ValueError(f"{_show(value)} is not one of {', '.join(allowed)}"
                              f"{suggestion(value, allowed)}")
         return value
-    return check
+    return described(check, {"type": "string", "enum": list(allowed)})
 
 
-def api_version(value: Any) -> str:
+def _api_version(value: Any) -> str:
     if value != "kubekeeper/v1":
         raise ValueError(f"{_show(value)} is not a known apiVersion (this kubekeeper reads "
                          "kubekeeper/v1)")
     return value
 
 
-def trigger(value: Any) -> Trigger:
+api_version = described(_api_version, {"type": "string", "const": "kubekeeper/v1"})
+
+
+def _trigger(value: Any) -> Trigger:
     """A 5-field cron string that fires at some date, or ``{every: <duration>}``."""
     if isinstance(value, dict):
         if set(value) != {"every"}:
@@ -224,6 +298,25 @@ def trigger(value: Any) -> Trigger:
     if not fires:
         raise ValueError(f"{_show(value)} never fires: no date in the calendar matches it")
     return Trigger(cron=value)
+
+
+def _cron_field(numbers: str, named: bool = False) -> str:
+    """One crontab field: ``*``, numbers, ranges and lists, each with an optional step >= 1."""
+    atom = f"({numbers}|[A-Za-z]{{3}})" if named else f"({numbers})"
+    item = rf"(\*|{atom}(-{atom})?)(/0*[1-9][0-9]*)?"
+    return f"{item}(,{item})*"
+
+
+CRON_PATTERN = "^" + " +".join([
+    _cron_field("0?[0-9]|[1-5][0-9]"), _cron_field("0?[0-9]|1[0-9]|2[0-3]"),
+    _cron_field("0?[1-9]|[12][0-9]|3[01]"), _cron_field("0?[1-9]|1[0-2]", named=True),
+    _cron_field("[0-7]", named=True)]) + "$"
+"""What ``cron_trigger`` reads, as a regular expression: five fields, each number in range."""
+trigger = described(_trigger, {"oneOf": [
+    {"type": "string", "pattern": CRON_PATTERN, "maxLength": 100},
+    {"type": "object", "properties": {"every": {
+        "type": "string", "pattern": NONZERO_DURATION_PATTERN, "maxLength": _MAX_TEXT}},
+     "required": ["every"], "additionalProperties": False}]})
 
 
 _CYCLE_START = datetime(2001, 1, 1, tzinfo=UTC)

@@ -94,6 +94,8 @@ def _add_policy_commands(commands: argparse._SubParsersAction, common: _Parser) 
     show = policy.add_parser("show", parents=[common], help="print the effective policy")
     show.add_argument("--namespace", help="apply the overrides matching this namespace")
     show.set_defaults(handler=_policy_show)
+    schema = policy.add_parser("schema", help="print the JSON Schema of policies.yaml")
+    schema.set_defaults(handler=_policy_schema)
 
 
 def _add_node_commands(commands: argparse._SubParsersAction, common: _Parser) -> None:
@@ -263,6 +265,14 @@ def _policy_show(args: argparse.Namespace) -> int:
         plain["cluster"]["namespaces"]["inScope"] = policy.cluster.namespaces.covers(args.namespace)
         plain.pop("overrides")
     sys.stdout.write(yaml.safe_dump(plain, sort_keys=False))
+    return errors.EXIT_OK
+
+
+def _policy_schema(args: argparse.Namespace) -> int:
+    """Print the schema editors and the Helm chart validate policies.yaml with."""
+    from agents.policy_schema import schema_text
+
+    sys.stdout.write(schema_text())
     return errors.EXIT_OK
 
 
