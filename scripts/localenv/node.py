@@ -46,6 +46,8 @@ from scripts.localenv.controlplane import ControlPlane
 PAUSE_IMAGE = "kubekeeper.test/pause:3.10.2"
 """The sandbox image: the pause binary of tests/node/build, imported, never pulled."""
 POD_SUBNET = "10.77.0.0/24"
+KUBELET_PORT = 10250
+"""The kubelet's API, on 127.0.0.1: fixed, as the API server finds it by this default."""
 
 _BUILD = Path(__file__).resolve().parents[2] / "tests" / "node" / "build"
 _DAEMONS = ("kubelet", "kube-scheduler")  # stopped in this order
@@ -211,6 +213,7 @@ def _kubelet_config(node: Node, pki: certificates.Pki) -> dict:
         "failSwapOn": False,
         "containerRuntimeEndpoint": node.runtime.endpoint,
         "address": "127.0.0.1",
+        "port": KUBELET_PORT,
         "healthzBindAddress": "127.0.0.1",
         "readOnlyPort": 0,
         "podLogsDir": str(node.state_dir / "pod-logs"),
