@@ -23,7 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.localenv import cri_images, debian_packages, mounts, processes, service_cli
+from scripts.localenv import (
+    controlplane,
+    cri_images,
+    debian_packages,
+    mounts,
+    processes,
+    service_cli,
+)
 
 NAMESPACE = "k8s.io"
 """The containerd namespace the CRI plugin keeps its images and containers in."""
@@ -102,10 +109,8 @@ def default_state_dir() -> Path:
 
 def build() -> Path:
     """The directory with containerd, ctr and the runc shim (built once, then cached)."""
-    env = dict(os.environ)
-    if Path("/usr/local/go/bin").is_dir():
-        env["PATH"] = f"/usr/local/go/bin:{env.get('PATH', '')}"
-    result = subprocess.run([str(_BUILD)], capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run([str(_BUILD)], capture_output=True, text=True,
+                            env=controlplane.go_env(), check=False)
     if result.returncode != 0:
         raise processes.ServiceStartError(f"{_BUILD} failed:\n{result.stderr[-4000:]}")
     return Path(result.stdout.strip().splitlines()[-1])
