@@ -11,7 +11,7 @@ import pytest
 from scripts.localenv import gotoolchain
 
 PREFIX = "golang.org/toolchain@v0.0.1-go1.26.8.linux-amd64"
-FILES = {f"{PREFIX}/bin/go": (b"#!/bin/sh\necho go\n", 0o755),
+FILES = {f"{PREFIX}/bin/go": (b"ELF\n", 0o755),
          f"{PREFIX}/VERSION": (b"go1.26.8\n", 0o644)}
 
 
@@ -28,8 +28,9 @@ def module_zip() -> bytes:
 def test_the_hash_is_go_sums_h1_over_files_sorted_by_name():
     archive = zipfile.ZipFile(io.BytesIO(module_zip()))
     # Computed with sha256sum, xxd and base64 in the shell: "<sha256>  <name>\n" per file,
-    # sorted by name (VERSION before bin/go), hashed again, base64 (Go's dirhash.Hash1).
-    assert gotoolchain.dirhash(archive) == "h1:dHM+ZLPvMGT68im9FxDrW+h6UiA7iFbI8NKImjZqWkU="
+    # sorted by name (VERSION before bin/go; sorting the lines would put bin/go first),
+    # hashed again, base64 (Go's dirhash.Hash1).
+    assert gotoolchain.dirhash(archive) == "h1:vV8AKaxgsqXd0Iwn+eU0DDy2cniftUj7q8DL1Q7P7cQ="
 
 
 def test_a_checked_zip_is_unpacked_with_its_modes(tmp_path: Path):
