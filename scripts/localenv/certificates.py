@@ -43,19 +43,22 @@ class Pki:
         return self.directory / "service-account.pub"
 
 
-def create(directory: Path) -> Pki:
+def create(directory: Path, address: str = "127.0.0.1") -> Pki:
     """Generate a CA, the API server's serving cert, four client certs and an SA key pair.
 
     The admin client is in group system:masters; the controller manager and the
     scheduler have the identities the bootstrap RBAC policy grants their permissions
-    to. kubelet-client is what the API server shows a kubelet for `logs` and `exec`:
+    to (kube-proxy's is made by the local node). The API server serves on loopback and
+    on `address` too when another is given. kubelet-client is what the API server shows
+    a kubelet for `logs` and `exec`:
     the kubelet's webhook authorizer asks the API server about it, and system:masters
     may do anything.
     """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki = Pki(directory)
     _self_signed_ca(pki)
-    _signed(pki, "apiserver", "CN = kube-apiserver", "serverAuth", _SERVING_NAMES)
+    serving = _SERVING_NAMES if address == "127.0.0.1" else f"{_SERVING_NAMES},IP:{address}"
+    _signed(pki, "apiserver", "CN = kube-apiserver", "serverAuth", serving)
     _signed(pki, "admin", "O = system:masters\nCN = kubekeeper-admin", "clientAuth")
     _signed(pki, "controller-manager", "CN = system:kube-controller-manager", "clientAuth")
     _signed(pki, "scheduler", "CN = system:kube-scheduler", "clientAuth")

@@ -1,6 +1,7 @@
 """A local Kubernetes control plane for tests: etcd, kube-apiserver, kube-controller-manager.
 
-All three listen on 127.0.0.1 only, on ports free at start, with a fresh PKI in
+All three listen on 127.0.0.1 only (the API server of a local node's control
+plane on the node's bridge address instead), on ports free at start, with a fresh PKI in
 the state directory. There is no scheduler and no kubelet, so pods stay Pending;
 the controllers kubekeeper's cluster agent relies on (deployments, replica sets,
 jobs, cron jobs, garbage collection, namespaces, service accounts) do run.
@@ -147,8 +148,11 @@ def go_env() -> dict[str, str]:
     return {**os.environ, "PATH": path}
 
 
-def start(state_dir: Path) -> ControlPlane:
+def start(state_dir: Path, address: str = "127.0.0.1") -> ControlPlane:
     """Start a control plane in `state_dir`, or reuse the one already running there.
+
+    The API server listens on `address` (the local node passes its bridge's, so that
+    pods reach it through the `kubernetes` Service); etcd stays on loopback.
 
     Returns once the API server is ready and the controllers have created the
     default ServiceAccount. Raises ServiceStartError with the failing daemon's log
@@ -159,16 +163,16 @@ def start(state_dir: Path) -> ControlPlane:
         return plane
     _wipe(plane.state_dir)
     plane.state_dir.mkdir(mode=0o700, parents=True)
-    pki = certificates.create(plane.state_dir / "pki")
+    pki = certificates.create(plane.state_dir / "pki", address)
     etcd_port, peer_port, apiserver_port = processes.free_ports(3)
-    server = f"https://127.0.0.1:{apiserver_port}"
+    server = f"https://{address}:{apiserver_port}"
     write_kubeconfig(plane.kubeconfig, server, pki, "admin")
     write_kubeconfig(
         plane.state_dir / "controller-manager.kubeconfig", server, pki, "controller-manager"
     )
     try:
         _start_etcd(plane, etcd_port, peer_port)
-        _start_apiserver(plane, pki, etcd_port, apiserver_port)
+        _start_apiserver(plane, pki, etcd_port, address, apiserver_port)
         _start_controller_manager(plane, pki)
     except processes.ServiceStartError:
         _wipe(plane.state_dir, keep_logs=True)
@@ -201,16 +205,18 @@ def _start_etcd(plane: ControlPlane, port: int, peer_port: int) -> None:
     (plane.state_dir / "etcd.url").write_text(client_url + "\n")
 
 
-def _start_apiserver(plane: ControlPlane, pki: certificates.Pki, etcd_port: int, port: int) -> None:
+def _start_apiserver(plane: ControlPlane, pki: certificates.Pki, etcd_port: int, address: str,
+                     port: int) -> None:
+    # The endpoint reconciler rejects loopback addresses, and nothing without a node needs
+    # the kubernetes Service to have endpoints; on the node's bridge address it gets them.
+    reconciler = "none" if address == "127.0.0.1" else "lease"
     _spawn(
         plane,
         "kube-apiserver",
         f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        # The endpoint reconciler rejects loopback addresses, and nothing here needs
-        # the kubernetes Service to have endpoints.
-        "--endpoint-reconciler-type=none",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
+        f"--endpoint-reconciler-type={reconciler}",
         f"--secure-port={port}",
         f"--tls-cert-file={pki.cert('apiserver')}",
         f"--tls-private-key-file={pki.key('apiserver')}",
@@ -232,7 +238,7 @@ def _start_apiserver(plane: ControlPlane, pki: certificates.Pki, etcd_port: int,
         # tests make a real 410.
         "--watch-cache-sizes=limitranges#0",
         timeout=120.0,
-        ready=lambda: _https_ok(f"https://127.0.0.1:{port}/readyz", pki),
+        ready=lambda: _https_ok(f"https://{address}:{port}/readyz", pki),
     )
 
 

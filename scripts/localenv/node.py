@@ -1,10 +1,12 @@
 """A local Kubernetes node for tests: kube-scheduler, a private containerd and a kubelet.
 
-It joins a control plane of `scripts/localenv/controlplane.py` (its own, in
-`<state>/controlplane`, unless given one). Pods really run: containerd (CRI, the
-real pause as sandbox image) puts them on a CNI bridge on a private /24 with no
-default route and no masquerade, so pod traffic never leaves the machine; the
-kubelet serves `logs` and `exec` on 127.0.0.1 only. Nothing can be pulled: tests
+It comes with a control plane of `scripts/localenv/controlplane.py` of its own, in
+`<state>/controlplane`, whose API server listens on the bridge's address (and is
+reached there from the host too). Pods really run: containerd (CRI, the real pause
+as sandbox image) puts them on a CNI bridge on a private /24 with no default route
+and no masquerade; their only other route is to the Service range, which kube-proxy
+maps to the API server for in-cluster clients, so pod traffic never leaves the
+machine. The kubelet serves `logs` and `exec` on 127.0.0.1 only. Nothing can be pulled: tests
 import images into containerd's k8s.io namespace (`scripts/localenv/cri_images.py`).
 
 Only one node runs per machine (see node_host): start fails, naming the holder,
@@ -46,11 +48,14 @@ from scripts.localenv.controlplane import ControlPlane
 PAUSE_IMAGE = "kubekeeper.test/pause:3.10.2"
 """The sandbox image: the pause binary of tests/node/build, imported, never pulled."""
 POD_SUBNET = "10.77.0.0/24"
+GATEWAY = "10.77.0.1"
+"""The bridge's own address: where the API server listens, and pods' gateway to Services."""
+SERVICE_SUBNET = "10.0.0.0/24"  # the API server's --service-cluster-ip-range
 KUBELET_PORT = 10250
 """The kubelet's API, on 127.0.0.1: fixed, as the API server finds it by this default."""
 
 _BUILD = Path(__file__).resolve().parents[2] / "tests" / "node" / "build"
-_DAEMONS = ("kubelet", "kube-scheduler")  # stopped in this order
+_DAEMONS = ("kubelet", "kube-proxy", "kube-scheduler")  # stopped in this order
 _READY_TIMEOUT = 90.0
 
 
@@ -102,19 +107,21 @@ def node_name() -> str:
     return host if addresses == {"127.0.0.1"} else "localhost"
 
 
-def start(state_dir: Path, plane: ControlPlane | None = None) -> Node:
-    """Start a node in `state_dir` (and its own control plane unless `plane` is given).
+def start(state_dir: Path) -> Node:
+    """Start a node and its control plane in `state_dir`, or reuse the one running there.
 
     Returns once the node is Ready and untainted. Raises ServiceStartError with the
     failing daemon's log tail, after stopping what it started.
     """
     state_dir = state_dir.resolve()
-    running = _running(state_dir, plane)
+    running = _running(state_dir)
     if running is not None:
         return running
     lock_fd = _lock(state_dir)
     try:
-        plane = plane or controlplane.start(state_dir / "controlplane")
+        _stop_daemons(state_dir, locked=True)
+        node_host.make_bridge(f"{GATEWAY}/{POD_SUBNET.split('/')[1]}")
+        plane = controlplane.start(state_dir / "controlplane", GATEWAY)
         node = _start_locked(state_dir, plane, lock_fd)
     except processes.ServiceStartError:
         os.close(lock_fd)
@@ -136,13 +143,12 @@ def stop(state_dir: Path) -> None:
         shutil.rmtree(state_dir)
 
 
-def _running(state_dir: Path, plane: ControlPlane | None) -> Node | None:
+def _running(state_dir: Path) -> Node | None:
     """The node already up in `state_dir` (kubelet alive, Node Ready), if any."""
     pid = processes.read_pid(state_dir / "kubelet.pid")
-    own_plane = state_dir / "controlplane"
-    if pid is None or not processes.is_alive(pid) or not (plane or own_plane.exists()):
+    if pid is None or not processes.is_alive(pid):
         return None
-    plane = plane or controlplane.start(own_plane)
+    plane = controlplane.start(state_dir / "controlplane", GATEWAY)
     node = Node(state_dir, plane, Containerd(state_dir / "containerd", containerd.build()),
                 node_name())
     return node if _ready(node) else None
@@ -158,21 +164,21 @@ def _lock(state_dir: Path) -> int:
 def _start_locked(state_dir: Path, plane: ControlPlane, lock_fd: int) -> Node:
     """The start proper, with the machine's lock held in `lock_fd`."""
     name = node_name()
-    runtime = Containerd(state_dir / "containerd", Path())
-    _stop_daemons(state_dir, locked=True)
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     built = build()
     runtime = containerd.start(
-        runtime.state_dir,
+        state_dir / "containerd",
         sandbox=cri_images.real_pause_image(PAUSE_IMAGE, built / "pause"),
         cni=containerd.Cni(built / "cni", _conflist(state_dir)))
     pki = certificates.Pki(plane.state_dir / "pki")
     certificates.client(pki, f"node-{name}", f"O = system:nodes\nCN = system:node:{name}")
-    for user, file in ((f"node-{name}", "kubelet"), ("scheduler", "kube-scheduler")):
+    certificates.client(pki, "kube-proxy", "CN = system:kube-proxy")
+    for user, file in ((f"node-{name}", "kubelet"), ("scheduler", "kube-scheduler"),
+                       ("kube-proxy", "kube-proxy")):
         controlplane.write_kubeconfig(state_dir / f"{file}.kubeconfig", plane.server, pki, user)
     _start_scheduler(state_dir, plane)
     node = Node(state_dir, plane, runtime, name)
     _start_kubelet(node, pki, lock_fd)
+    _start_proxy(state_dir, plane, name)  # after the kubelet: it waits for the Node object
     return node
 
 
@@ -185,6 +191,34 @@ def _start_scheduler(state_dir: Path, plane: ControlPlane) -> None:
            # Its serving certificate is self-signed; the check is only that it answers.
            ready=lambda: controlplane.get_ok(f"https://127.0.0.1:{port}/healthz",
                                              ssl._create_unverified_context()))
+
+
+def _start_proxy(state_dir: Path, plane: ControlPlane, name: str) -> None:
+    """kube-proxy in iptables mode: the Service range DNATed to the endpoints, for pods.
+
+    Its ports are on loopback, NodePorts only on the bridge address, and it is told to
+    leave the machine's sysctls alone (conntrack sizes, route_localnet).
+    """
+    health, metrics = processes.free_ports(2)
+    config = state_dir / "kube-proxy-config.yaml"
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": str(state_dir / "kube-proxy.kubeconfig")},
+        "hostnameOverride": name,
+        "mode": "iptables",
+        "clusterCIDR": POD_SUBNET,
+        "bindAddress": "127.0.0.1",
+        "healthzBindAddress": f"127.0.0.1:{health}",
+        "metricsBindAddress": f"127.0.0.1:{metrics}",
+        "nodePortAddresses": [f"{GATEWAY}/32"],
+        "iptables": {"localhostNodePorts": False},
+        "conntrack": {"maxPerCore": 0, "tcpEstablishedTimeout": "0s",
+                      "tcpCloseWaitTimeout": "0s"},
+    }, sort_keys=False))
+    _spawn(state_dir, "kube-proxy", [str(plane.binaries / "kube-proxy"), f"--config={config}"],
+           timeout=60.0,
+           ready=lambda: controlplane.get_ok(f"http://127.0.0.1:{health}/healthz", None))
 
 
 def _start_kubelet(node: Node, pki: certificates.Pki, lock_fd: int) -> None:
@@ -231,15 +265,17 @@ def _kubelet_config(node: Node, pki: certificates.Pki) -> dict:
 
 
 def _conflist(state_dir: Path) -> str:
-    """A bridge on POD_SUBNET: the host end is the gateway address, but no route is given
-    to pods (no default route) and nothing is masqueraded."""
+    """A bridge on POD_SUBNET: the host end is the gateway; pods get a route to the Service
+    range through it and no default route, and nothing is masqueraded."""
     return json.dumps({
         "cniVersion": "1.0.0",
         "name": "kubekeeper",
         "plugins": [
             {"type": "bridge", "bridge": node_host.BRIDGE, "isGateway": True,
              "isDefaultGateway": False, "ipMasq": False, "hairpinMode": True,
-             "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]],
+             "ipam": {"type": "host-local",
+                      "ranges": [[{"subnet": POD_SUBNET, "gateway": GATEWAY}]],
+                      "routes": [{"dst": SERVICE_SUBNET}],
                       "dataDir": str(state_dir / "cni-ipam")}},
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
@@ -265,8 +301,8 @@ def _spawn(state_dir: Path, name: str, argv: list[str], *, timeout: float, ready
 
 
 def _stop_daemons(state_dir: Path, locked: bool = False) -> None:
-    """Stop kubelet, scheduler and containerd of `state_dir`; then, if the machine's lock
-    is (or can be) ours, remove what the kubelet left on fixed host paths."""
+    """Stop kubelet, kube-proxy, scheduler and containerd of `state_dir`; then, if the
+    machine's lock is (or can be) ours, remove what they left on fixed host paths."""
     for name in _DAEMONS:
         pid = processes.read_pid(state_dir / f"{name}.pid")
         if pid is not None and processes.is_alive(pid):
@@ -275,15 +311,16 @@ def _stop_daemons(state_dir: Path, locked: bool = False) -> None:
         if _command(pid) in _DAEMONS:
             processes.stop(pid, timeout=10.0)
     containerd.stop(state_dir / "containerd")
+    proxy = controlplane.binaries_dir() / "kube-proxy"
     if locked:
-        node_host.clean_fixed_paths()
+        node_host.clean_fixed_paths(proxy)
         return
     try:
         fd = node_host.lock(state_dir)
     except node_host.NodeLocked:
         return  # another node runs: its paths are not ours to remove
     try:
-        node_host.clean_fixed_paths()
+        node_host.clean_fixed_paths(proxy)
     finally:
         os.close(fd)
 

@@ -3,7 +3,9 @@
 The kubelet writes outside its --root-dir whatever its flags say: device-plugin
 sockets in /var/lib/kubelet/device-plugins, log symlinks in /var/log/containers,
 iptables chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT) and the
-`kubepods` cgroups; the CNI plugins add /var/lib/cni and our bridge. Two nodes
+`kubepods` cgroups; the CNI plugins add /var/lib/cni, kube-proxy its iptables
+chains (KUBE-SERVICES and the rest, which `kube-proxy --cleanup` removes), and the
+node makes its bridge. Two nodes
 would share (and one teardown would remove) all of it, so only one local node runs
 per machine: `lock` says who holds it, and the holder is the kubelet process
 itself (it inherits the locked file), so a crashed node frees the lock by dying.
@@ -59,9 +61,21 @@ def holder() -> str | None:
     return None
 
 
-def clean_fixed_paths() -> None:
-    """Remove what a kubelet and the CNI plugins left on the machine; call with the lock held
-    and the kubelet and containerd stopped."""
+def make_bridge(address: str) -> None:
+    """Create the CNI bridge with `address` (CIDR form) before the API server binds to it;
+    the bridge plugin finds it there and only attaches pods."""
+    subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
+    for argv in (["ip", "link", "add", BRIDGE, "type", "bridge"],
+                 ["ip", "addr", "add", address, "dev", BRIDGE],
+                 ["ip", "link", "set", BRIDGE, "up"]):
+        subprocess.run(argv, capture_output=True, text=True, check=True)
+
+
+def clean_fixed_paths(kube_proxy: Path) -> None:
+    """Remove what a kubelet, kube-proxy and the CNI plugins left on the machine; call with
+    the lock held and the node's daemons stopped."""
+    if kube_proxy.exists():
+        subprocess.run([str(kube_proxy), "--cleanup"], capture_output=True, check=False)
     for directory in _FIXED_DIRS:
         shutil.rmtree(directory, ignore_errors=True)
     with contextlib.suppress(OSError):
