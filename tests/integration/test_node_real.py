@@ -14,7 +14,7 @@ import pytest
 from kubernetes.client import AppsV1Api, CoreV1Api
 
 from scripts.localenv import cri_images
-from scripts.localenv.node import KUBELET_PORT, PAUSE_IMAGE, POD_SUBNET, Node
+from scripts.localenv.node import KUBELET_PORT, PAUSE_IMAGE, POD_SUBNET, SERVICE_SUBNET, Node
 from tests.cluster_runs import policy_for, run_task
 from tests.polling import wait_for
 
@@ -64,7 +64,8 @@ def test_a_pod_of_an_imported_image_runs_on_the_bridge_and_serves_logs_and_exec(
     kubectl = kube_node.plane.run_kubectl
     assert "started one" in kubectl("logs", "-n", node_namespace, "app").stdout
     routes = kubectl("exec", "-n", node_namespace, "app", "--", "ip", "route").stdout
-    assert routes.split()[0] == POD_SUBNET and "default" not in routes
+    # No default route: the bridge's own /24, and the Service range through kube-proxy.
+    assert {line.split()[0] for line in routes.splitlines()} == {POD_SUBNET, SERVICE_SUBNET}
     # The real pause is PID 1 of a pod sharing its PID namespace (and reaps its zombies).
     processes = kubectl("exec", "-n", node_namespace, "app", "--", "ps", "-o", "pid,args").stdout
     assert processes.splitlines()[1].split() == ["1", "/pause"]
