@@ -7,13 +7,14 @@ containerd (k8s.io namespace) and uses `imagePullPolicy: Never`.
 from __future__ import annotations
 
 import ssl
+import subprocess
 import urllib.error
 import urllib.request
 
 import pytest
 from kubernetes.client import AppsV1Api, CoreV1Api
 
-from scripts.localenv import cri_images
+from scripts.localenv import cri_images, node, processes
 from scripts.localenv.node import KUBELET_PORT, PAUSE_IMAGE, POD_SUBNET, SERVICE_SUBNET, Node
 from tests.cluster_runs import policy_for, run_task
 from tests.polling import wait_for
@@ -22,9 +23,9 @@ LOOP = ("sh", "-c", "echo started $(cat /layers); trap 'exit 0' TERM; "
         "while true; do sleep 1; done")
 
 
-def imported(node: Node, tag: str, content: str) -> str:
+def imported(into: Node, tag: str, content: str) -> str:
     """Import a busybox image holding /layers = `content` that prints it and stays up."""
-    cri_images.import_images(node.runtime, [cri_images.image([tag], content, cmd=LOOP)])
+    cri_images.import_images(into.runtime, [cri_images.image([tag], content, cmd=LOOP)])
     return tag
 
 
@@ -125,3 +126,19 @@ def test_the_kubelet_answers_no_anonymous_request(kube_node):
     with pytest.raises(urllib.error.HTTPError) as refused:
         opener.open(f"https://127.0.0.1:{KUBELET_PORT}/pods", timeout=10)
     assert refused.value.code == 401
+
+
+def test_a_second_node_is_refused_and_its_teardown_leaves_the_first_alone(
+        kube_node, node_api, tmp_path):
+    other = tmp_path / "second-node"
+    with pytest.raises(processes.ServiceStartError) as refused:
+        node.start(other)
+    assert "another local node runs on this machine" in str(refused.value)
+    assert str(kube_node.state_dir) in str(refused.value)
+
+    node.stop(other)
+
+    assert subprocess.run(["iptables", "-w", "-S", "KUBE-FIREWALL"], capture_output=True,
+                          check=False).returncode == 0
+    [found] = CoreV1Api(node_api).list_node().items
+    assert {c.type: c.status for c in found.status.conditions}["Ready"] == "True"
