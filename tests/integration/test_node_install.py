@@ -26,6 +26,7 @@ from scripts.localenv.dockerd import DockerEngine
 from scripts.localenv.node import Node
 from tests import report_lines
 from tests.installation import REPO, SYSTEM_NAMESPACE, TASKS
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -64,12 +65,68 @@ def overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def installed(kube_node: Node, docker_engine: DockerEngine, overlay: Path) -> Iterator[Node]:
-    """The node with the kubekeeper image imported and the overlay applied."""
+    """The node with the kubekeeper image imported, the overlay applied and SEEDED made."""
     _import_image(kube_node, docker_engine)
     kube_node.plane.run_kubectl("apply", "-k", str(overlay))
+    _seed(kube_node)
     yield kube_node
+    kube_node.plane.run_kubectl("delete", "namespace", SEEDED_NAMESPACE, "--wait=false")
     kube_node.plane.run_kubectl("delete", "-k", str(overlay), "--ignore-not-found",
                                 "--wait=false")
+
+
+SEEDED_NAMESPACE = "kk-seeded"
+SEED = f"""\
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {SEEDED_NAMESPACE}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {SEEDED_NAMESPACE}}}
+spec:
+  replicas: 0
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers: [{{name: app, image: kubekeeper.test/web:1, imagePullPolicy: Never}}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {{name: greedy, namespace: {SEEDED_NAMESPACE}}}
+spec:
+  schedule: "0 0 1 1 *"
+  suspend: true
+  successfulJobsHistoryLimit: 10
+  failedJobsHistoryLimit: 5
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{{name: task, image: kubekeeper.test/web:1, imagePullPolicy: Never}}]
+"""
+# What the shipped policy (dry run, action report) says of the seed, task by task; a
+# ReplicaSet line is named by its owner: the oldest 2 of 6 go with maxLimit 3.
+EXPECTED = {
+    "requests": [("cronjob", "greedy"), ("deployment", "web")],
+    "revisions": [("deployment", "web"), ("replicaset", "deployment/web"),
+                  ("replicaset", "deployment/web")],
+    "jobs": [("cronjob", "greedy")],
+}
+
+
+def _seed(node: Node) -> None:
+    """A Deployment without requests and with 6 revisions (default history 10), and a
+    CronJob without requests keeping 10 successful and 5 failed Jobs."""
+    kubectl = node.plane.run_kubectl
+    kubectl("apply", "-f", "-", input=SEED)
+    for revision in range(2, 7):
+        kubectl("set", "env", "-n", SEEDED_NAMESPACE, "deployment/web", f"REVISION={revision}")
+        wait_for(lambda r=revision: len(kubectl("get", "rs", "-n", SEEDED_NAMESPACE, "-o",
+                                                "name").stdout.split()) == r,
+                 what=f"ReplicaSet of revision {revision}")
 
 
 def _import_image(node: Node, engine: DockerEngine) -> None:
@@ -145,5 +202,10 @@ def test_each_cronjob_runs_as_a_restricted_pod_and_reports(installed: Node, task
     lines = report_lines.parse(logs.stdout)
     summary = lines[-1]
     assert (summary["event"], summary["task"], summary["errors"]) == ("run.summary", task, 0)
+    seeded = sorted((x["kind"], x.get("owner") or x["name"])
+                    for x in report_lines.outcomes(lines)
+                    if x.get("namespace") == SEEDED_NAMESPACE)
+    assert seeded == EXPECTED[task]
+    assert {x["action"] for x in report_lines.outcomes(lines)} <= {"report"}  # dryRun: true
     [_one_pod] = kubectl("get", "pods", "-n", SYSTEM_NAMESPACE, "-l", f"job-name={job}",
                          "-o", "name").stdout.split()
