@@ -19,10 +19,11 @@ import pytest
 from kubernetes.client import ApiClient, CoreV1Api, V1Namespace, V1ObjectMeta
 from kubernetes.client.exceptions import ApiException
 
-from scripts.localenv import containerd, controlplane, cri_pods, dockerd, testimages
+from scripts.localenv import containerd, controlplane, cri_pods, dockerd, node, testimages
 from scripts.localenv.containerd import Containerd
 from scripts.localenv.controlplane import ControlPlane
 from scripts.localenv.dockerd import DockerEngine
+from scripts.localenv.node import Node
 from tests.polling import wait_for
 
 S = TypeVar("S")
@@ -129,7 +130,37 @@ def namespace(kube_api: ApiClient) -> Iterator[str]:
     It is handed over only once its default ServiceAccount exists, since until
     then the API server rejects pods (and so Jobs and Deployments make none).
     """
-    core = CoreV1Api(kube_api)
+    yield from _namespace(kube_api)
+
+
+@pytest.fixture(scope="session")
+def kube_node() -> Iterator[Node]:
+    """A real node (kube-scheduler, containerd with a CNI bridge, kubelet) with a control
+    plane of its own, so the other tests' control plane keeps having no node.
+
+    Gives `.plane` (a ControlPlane), `.runtime` (its Containerd: import images there,
+    nothing is pulled), `.name` and `.log_tails()`. One per machine: it fails, naming
+    the holder, when another local node runs.
+    """
+    yield from _run_service("the local node", node.start, node.stop, "kk-node-")
+
+
+@pytest.fixture
+def node_api(kube_node: Node) -> Iterator[ApiClient]:
+    """An admin API client for the node's control plane."""
+    client = kubernetes.config.new_client_from_config(config_file=str(kube_node.plane.kubeconfig))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def node_namespace(node_api: ApiClient) -> Iterator[str]:
+    """As `namespace`, on the node's control plane."""
+    yield from _namespace(node_api)
+
+
+def _namespace(client: ApiClient) -> Iterator[str]:
+    core = CoreV1Api(client)
     name = f"kk-test-{uuid.uuid4().hex[:8]}"
     core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name)))
     wait_for(

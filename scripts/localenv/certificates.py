@@ -29,11 +29,12 @@ class Pki:
     directory: Path
 
     def cert(self, name: str) -> Path:
-        """Certificate `name`: ca, apiserver, admin or controller-manager."""
+        """Certificate `name`: ca, apiserver, admin, controller-manager, scheduler or
+        kubelet-client (and a node's, once `client` made it)."""
         return self.directory / f"{name}.crt"
 
     def key(self, name: str) -> Path:
-        """Private key `name`: ca, apiserver, admin, controller-manager or service-account."""
+        """Private key `name`: as `cert`, or service-account."""
         return self.directory / f"{name}.key"
 
     @property
@@ -42,18 +43,27 @@ class Pki:
         return self.directory / "service-account.pub"
 
 
-def create(directory: Path) -> Pki:
-    """Generate a CA, the API server's serving cert, two client certs and an SA key pair.
+def create(directory: Path, address: str = "127.0.0.1") -> Pki:
+    """Generate a CA, the API server's serving cert, four client certs and an SA key pair.
 
-    The admin client is in group system:masters; the controller manager has the
-    identity the bootstrap RBAC policy grants its permissions to.
+    The admin client is in group system:masters; the controller manager and the
+    scheduler have the identities the bootstrap RBAC policy grants their permissions
+    to (kube-proxy's is made by the local node). The API server serves on loopback and
+    on `address` too when another is given. kubelet-client is what the API server shows
+    a kubelet for `logs` and `exec`:
+    the kubelet's webhook authorizer asks the API server about it, and system:masters
+    may do anything.
     """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki = Pki(directory)
     _self_signed_ca(pki)
-    _signed(pki, "apiserver", "CN = kube-apiserver", "serverAuth", _SERVING_NAMES)
+    serving = _SERVING_NAMES if address == "127.0.0.1" else f"{_SERVING_NAMES},IP:{address}"
+    _signed(pki, "apiserver", "CN = kube-apiserver", "serverAuth", serving)
     _signed(pki, "admin", "O = system:masters\nCN = kubekeeper-admin", "clientAuth")
     _signed(pki, "controller-manager", "CN = system:kube-controller-manager", "clientAuth")
+    _signed(pki, "scheduler", "CN = system:kube-scheduler", "clientAuth")
+    _signed(pki, "kubelet-client", "O = system:masters\nCN = kube-apiserver-kubelet-client",
+            "clientAuth")
     _openssl(
         "genpkey",
         "-algorithm",
@@ -67,6 +77,11 @@ def create(directory: Path) -> Pki:
         "pkey", "-in", pki.key("service-account"), "-pubout", "-out", pki.service_account_public_key
     )
     return pki
+
+
+def client(pki: Pki, name: str, subject: str) -> None:
+    """Sign one more client certificate `name` with `subject` (openssl's `O = ...\nCN = ...`)."""
+    _signed(pki, name, subject, "clientAuth")
 
 
 def _self_signed_ca(pki: Pki) -> None:

@@ -23,7 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.localenv import cri_images, debian_packages, mounts, processes, service_cli
+from scripts.localenv import (
+    controlplane,
+    cri_images,
+    debian_packages,
+    mounts,
+    processes,
+    service_cli,
+)
 
 NAMESPACE = "k8s.io"
 """The containerd namespace the CRI plugin keeps its images and containers in."""
@@ -34,6 +41,14 @@ _START_TIMEOUT = 60.0
 _MAX_SOCKET_PATH = 108  # sizeof(sockaddr_un.sun_path) on Linux, terminating NUL included
 _BUILD = Path(__file__).resolve().parents[2] / "tests" / "containerd" / "build"
 _RUNC = "/usr/sbin/runc"
+
+
+@dataclass(frozen=True)
+class Cni:
+    """A pod network for the CRI: the plugins' directory and one .conflist's JSON."""
+
+    bin_dir: Path
+    conflist: str
 
 
 @dataclass(frozen=True)
@@ -94,21 +109,24 @@ def default_state_dir() -> Path:
 
 def build() -> Path:
     """The directory with containerd, ctr and the runc shim (built once, then cached)."""
-    env = dict(os.environ)
-    if Path("/usr/local/go/bin").is_dir():
-        env["PATH"] = f"/usr/local/go/bin:{env.get('PATH', '')}"
-    result = subprocess.run([str(_BUILD)], capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run([str(_BUILD)], capture_output=True, text=True,
+                            env=controlplane.go_env(), check=False)
     if result.returncode != 0:
         raise processes.ServiceStartError(f"{_BUILD} failed:\n{result.stderr[-4000:]}")
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-def start(state_dir: Path) -> Containerd:
+def start(state_dir: Path, sandbox: cri_images.ArchiveImage | None = None,
+          cni: Cni | None = None) -> Containerd:
     """Start containerd in `state_dir` (or reuse the one answering there), sandbox image in.
 
+    `sandbox` is the image the CRI runs as every pod's sandbox (by default a busybox
+    stand-in tagged SANDBOX_IMAGE; the local node passes the real pause). With `cni`
+    pods get a network; without, only hostNetwork sandboxes can be made.
     A state directory left by a crashed run is cleaned (processes stopped, mounts
     detached, files wiped) before the new containerd starts.
     """
+    sandbox = sandbox or cri_images.pause_image(SANDBOX_IMAGE)
     service = Containerd(state_dir.resolve(), build())
     if _answers(service):
         return service
@@ -117,14 +135,17 @@ def start(state_dir: Path) -> Containerd:
     _wipe(service)
     for directory in (service.state_dir, service.root, service.state):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    service.config.write_text(_config(service))
+    service.config.write_text(_config(service, sandbox.tags[0], cni))
+    if cni is not None:
+        (service.state_dir / "cni" / "net.d").mkdir(parents=True)
+        (service.state_dir / "cni" / "net.d" / "10-kubekeeper.conflist").write_text(cni.conflist)
     process = processes.spawn(_argv(service), service.log_file)
     processes.write_pid(service.pid_file, process.pid)
     try:
         processes.wait_until(lambda: _answers(service), what=f"containerd in {service.state_dir}",
                              timeout=_START_TIMEOUT, process=process, log_path=service.log_file)
         # The CRI labels it pinned itself, since it is the configured sandbox image.
-        cri_images.import_images(service, [cri_images.pause_image(SANDBOX_IMAGE)])
+        cri_images.import_images(service, [sandbox])
     except processes.ServiceStartError:
         processes.stop(process.pid)
         raise
@@ -179,8 +200,8 @@ def _argv(service: Containerd) -> list[str]:
             "--address", str(service.socket)]
 
 
-def _config(service: Containerd) -> str:
-    """Config version 4 (containerd 2.4): CRI on, no CNI, no TCP or streaming port clash.
+def _config(service: Containerd, sandbox: str, cni: Cni | None) -> str:
+    """Config version 4 (containerd 2.4): CRI on, no TCP or streaming port clash.
 
     `runtime_path` names our shim: found on PATH, Debian's 1.6 shim fails to start tasks.
 
@@ -201,14 +222,14 @@ imports = []
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "overlayfs"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
-    sandbox = "{SANDBOX_IMAGE}"
+    sandbox = "{sandbox}"
 
 [plugins.'io.containerd.cri.v1.runtime']
   restrict_oom_score_adj = true
   enable_selinux = false
   disable_apparmor = true
   [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ["{service.state_dir}/cni/bin"]
+    bin_dirs = ["{cni.bin_dir if cni else service.state_dir / 'cni' / 'bin'}"]
     conf_dir = "{service.state_dir}/cni/net.d"
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"

@@ -1,9 +1,13 @@
 """A local Kubernetes control plane for tests: etcd, kube-apiserver, kube-controller-manager.
 
-All three listen on 127.0.0.1 only, on ports free at start, with a fresh PKI in
+All three listen on 127.0.0.1 only (the API server of a local node's control
+plane on the node's bridge address instead), on ports free at start, with a fresh PKI in
 the state directory. There is no scheduler and no kubelet, so pods stay Pending;
 the controllers kubekeeper's cluster agent relies on (deployments, replica sets,
 jobs, cron jobs, garbage collection, namespaces, service accounts) do run.
+`scripts/localenv/node.py` adds a scheduler and a kubelet to one of these; the
+API server and the controller manager are always ready for it (a kubelet client
+certificate, the node-lifecycle controller), which costs nothing without a node.
 
 Command line: `python -m scripts.localenv.controlplane up|down [--state-dir DIR]`;
 `up` prints `export KUBECONFIG=...` for `eval`.
@@ -49,6 +53,9 @@ _CONTROLLERS = (
     # a real cluster's: kube-root-ca.crt in every namespace, aggregated admin/edit/view.
     "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller",
+    # Lifts the node.kubernetes.io/not-ready taint once a kubelet reports Ready;
+    # without it no ordinary pod is ever scheduled on the local node.
+    "node-lifecycle-controller",
 )
 
 
@@ -120,7 +127,7 @@ def binaries_dir() -> Path:
     The build's progress goes to our stderr (minutes when cold; instant when cached).
     """
     result = subprocess.run(
-        [str(_BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False, env=_go_env()
+        [str(_BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False, env=go_env()
     )
     if result.returncode != 0:
         raise processes.ServiceStartError(
@@ -130,16 +137,22 @@ def binaries_dir() -> Path:
 
 
 
-def _go_env() -> dict[str, str]:
-    """The environment with /usr/local/go/bin on PATH, where Debian machines here keep Go."""
+def go_env() -> dict[str, str]:
+    """The environment with Go on PATH: /usr/local/go/bin where these machines keep it, or
+    the toolchain scripts/setup unpacks into ~/.cache/kubekeeper/go on machines without."""
     path = os.environ.get("PATH", "")
-    if Path("/usr/local/go/bin").is_dir():
-        path = f"/usr/local/go/bin:{path}"
+    cache_root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    for directory in (cache_root / "kubekeeper" / "go" / "bin", Path("/usr/local/go/bin")):
+        if directory.is_dir():
+            path = f"{directory}:{path}"
     return {**os.environ, "PATH": path}
 
 
-def start(state_dir: Path) -> ControlPlane:
+def start(state_dir: Path, address: str = "127.0.0.1") -> ControlPlane:
     """Start a control plane in `state_dir`, or reuse the one already running there.
+
+    The API server listens on `address` (the local node passes its bridge's, so that
+    pods reach it through the `kubernetes` Service); etcd stays on loopback.
 
     Returns once the API server is ready and the controllers have created the
     default ServiceAccount. Raises ServiceStartError with the failing daemon's log
@@ -150,16 +163,16 @@ def start(state_dir: Path) -> ControlPlane:
         return plane
     _wipe(plane.state_dir)
     plane.state_dir.mkdir(mode=0o700, parents=True)
-    pki = certificates.create(plane.state_dir / "pki")
+    pki = certificates.create(plane.state_dir / "pki", address)
     etcd_port, peer_port, apiserver_port = processes.free_ports(3)
-    server = f"https://127.0.0.1:{apiserver_port}"
-    _write_kubeconfig(plane.kubeconfig, server, pki, "admin")
-    _write_kubeconfig(
+    server = f"https://{address}:{apiserver_port}"
+    write_kubeconfig(plane.kubeconfig, server, pki, "admin")
+    write_kubeconfig(
         plane.state_dir / "controller-manager.kubeconfig", server, pki, "controller-manager"
     )
     try:
         _start_etcd(plane, etcd_port, peer_port)
-        _start_apiserver(plane, pki, etcd_port, apiserver_port)
+        _start_apiserver(plane, pki, etcd_port, address, apiserver_port)
         _start_controller_manager(plane, pki)
     except processes.ServiceStartError:
         _wipe(plane.state_dir, keep_logs=True)
@@ -192,21 +205,30 @@ def _start_etcd(plane: ControlPlane, port: int, peer_port: int) -> None:
     (plane.state_dir / "etcd.url").write_text(client_url + "\n")
 
 
-def _start_apiserver(plane: ControlPlane, pki: certificates.Pki, etcd_port: int, port: int) -> None:
+def _start_apiserver(plane: ControlPlane, pki: certificates.Pki, etcd_port: int, address: str,
+                     port: int) -> None:
+    # The endpoint reconciler rejects loopback addresses, and nothing without a node needs
+    # the kubernetes Service to have endpoints; on the node's bridge address it gets them.
+    reconciler = "none" if address == "127.0.0.1" else "lease"
     _spawn(
         plane,
         "kube-apiserver",
         f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        # The endpoint reconciler rejects loopback addresses, and nothing here needs
-        # the kubernetes Service to have endpoints.
-        "--endpoint-reconciler-type=none",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
+        f"--endpoint-reconciler-type={reconciler}",
         f"--secure-port={port}",
         f"--tls-cert-file={pki.cert('apiserver')}",
         f"--tls-private-key-file={pki.key('apiserver')}",
         f"--client-ca-file={pki.cert('ca')}",
         "--authorization-mode=Node,RBAC",
+        # For `kubectl logs`/`exec`: the kubelet authenticates the API server with this
+        # certificate and asks it (webhook) whether that identity may. The kubelet is
+        # reached by its node name, which resolves to 127.0.0.1 where it listens (the
+        # kubelet refuses a loopback InternalIP, so that address is the machine's).
+        f"--kubelet-client-certificate={pki.cert('kubelet-client')}",
+        f"--kubelet-client-key={pki.key('kubelet-client')}",
+        "--kubelet-preferred-address-types=Hostname",
         f"--service-account-key-file={pki.service_account_public_key}",
         f"--service-account-signing-key-file={pki.key('service-account')}",
         "--service-account-issuer=https://kubernetes.default.svc",
@@ -216,7 +238,7 @@ def _start_apiserver(plane: ControlPlane, pki: certificates.Pki, etcd_port: int,
         # tests make a real 410.
         "--watch-cache-sizes=limitranges#0",
         timeout=120.0,
-        ready=lambda: _https_ok(f"https://127.0.0.1:{port}/readyz", pki),
+        ready=lambda: _https_ok(f"https://{address}:{port}/readyz", pki),
     )
 
 
@@ -280,7 +302,8 @@ def _wipe(state_dir: Path, keep_logs: bool = False) -> None:
             entry.unlink()
 
 
-def _write_kubeconfig(path: Path, server: str, pki: certificates.Pki, user: str) -> None:
+def write_kubeconfig(path: Path, server: str, pki: certificates.Pki, user: str) -> None:
+    """A kubeconfig for `user`'s client certificate, embedded, readable by root only."""
     def data(file: Path) -> str:
         return base64.b64encode(file.read_bytes()).decode()
 
@@ -312,16 +335,17 @@ def _write_kubeconfig(path: Path, server: str, pki: certificates.Pki, user: str)
 
 
 def _http_ok(url: str) -> bool:
-    return _get_ok(url, None)
+    return get_ok(url, None)
 
 
 def _https_ok(url: str, pki: certificates.Pki) -> bool:
     context = ssl.create_default_context(cafile=pki.cert("ca"))
     context.load_cert_chain(pki.cert("admin"), pki.key("admin"))
-    return _get_ok(url, context)
+    return get_ok(url, context)
 
 
-def _get_ok(url: str, context: ssl.SSLContext | None) -> bool:
+def get_ok(url: str, context: ssl.SSLContext | None) -> bool:
+    """Whether a GET of `url` answers 200 (any failure to connect is a no)."""
     # No proxy: the services are on loopback, and an HTTPS_PROXY must not intercept them.
     opener = urllib.request.build_opener(
         urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)

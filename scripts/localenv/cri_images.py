@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -90,6 +91,21 @@ def image(tags: Sequence[str], *contents: str, **fields: object) -> ArchiveImage
 def pause_image(reference: str) -> ArchiveImage:
     """A sandbox image: busybox sleeping for ever, as pause does (it is SIGKILLed at stop)."""
     return ArchiveImage((reference,), (busybox_layer(),), cmd=("sleep", "2147483647"))
+
+
+def real_pause_image(reference: str, binary: Path) -> ArchiveImage:
+    """The sandbox image of a real node: Kubernetes' static pause binary as /pause, alone.
+
+    pause is PID 1 of pods that share a PID namespace and reaps their zombies, which
+    `pause_image`'s sleep does not; the local node's pods get this one.
+    """
+    data = binary.read_bytes()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("pause")
+        info.size, info.mode, info.mtime = len(data), 0o755, int(_EPOCH.timestamp())
+        tar.addfile(info, io.BytesIO(data))
+    return ArchiveImage((reference,), (buffer.getvalue(),), cmd=("/pause",))
 
 
 def docker_archive(images: Iterable[ArchiveImage]) -> bytes:

@@ -31,6 +31,8 @@ _DAEMON_NAMES = frozenset(
         "etcd",
         "kube-apiserver",
         "kube-controller-manager",
+        "kube-scheduler",
+        "kubelet",
     }
 )
 
@@ -39,8 +41,13 @@ class ServiceStartError(RuntimeError):
     """A daemon did not become ready; the message ends with the tail of its log."""
 
 
-def spawn(argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start a daemon detached from our session, appending its output to `log_path`."""
+def spawn(argv: Sequence[str], log_path: Path,
+          pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
+    """Start a daemon detached from our session, appending its output to `log_path`.
+
+    `pass_fds` stay open in the daemon: the local node hands the kubelet its lock file
+    this way, so the lock lasts exactly as long as the kubelet.
+    """
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             list(argv),
@@ -48,6 +55,7 @@ def spawn(argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
 
 
