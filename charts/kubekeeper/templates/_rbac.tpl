@@ -7,6 +7,9 @@ A test compares a chart install's `auth can-i` matrix with the kustomize install
   resources: [namespaces, pods]
   verbs: [get, list]
 - apiGroups: [""]
+  resources: [pods/resize]    # action: resize (in-place, no restart); opt-in in the policy
+  verbs: [patch]
+- apiGroups: [""]
   resources: [limitranges]
   verbs: [get, list, create, patch]
 - apiGroups: [apps]
@@ -24,6 +27,9 @@ A test compares a chart install's `auth can-i` matrix with the kustomize install
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+- apiGroups: [metrics.k8s.io]
+  resources: [pods]
+  verbs: [get, list]
 {{- end -}}
 
 {{- define "kubekeeper.rules.revisions" -}}
