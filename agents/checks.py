@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -101,6 +102,17 @@ def dns_label(value: Any) -> str:
     if not isinstance(value, str) or not _DNS_LABEL.match(value):
         raise ValueError(f"{_show(value)} is not a namespace name (a DNS label such as "
                          "kubekeeper-system)")
+    return value
+
+
+def optional_http_url(value: Any) -> str | None:
+    """An http(s) URL with a host, or None (off): where a push goes over plain HTTP."""
+    if value is None:
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{_show(value)} is not an http(s) URL (write e.g. "
+                         "http://pushgateway.monitoring:9091, or leave it out)")
     return value
 
 

@@ -13,6 +13,9 @@
   after a delay doubling from 5s to 5m; the process never exits for it.
 - SIGTERM: the run in progress finishes its current items, skips the rest,
   writes its summary, and the process exits 0.
+- ``/metrics`` (``agents.metrics``) is fed by every run's report, by each
+  reload and by the schedule; it is served with ``/healthz``, and on
+  ``--metrics-port`` too when that is another port.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
+from prometheus_client import CollectorRegistry
 
 from agents import errors
 from agents.checks import Trigger, cron_trigger
+from agents.metrics import Metrics
 from agents.node import health
 from agents.node.agent import NodeOptions, run_job
 from agents.policy import Policy
@@ -43,15 +48,17 @@ _BACKOFF = (timedelta(seconds=5), timedelta(minutes=5))
 
 def serve(policy: Policy, options: NodeOptions, stop: threading.Event) -> int:
     """Run until ``stop`` is set (SIGTERM); returns exit code 0."""
-    daemon = _Daemon(policy, options, stop)
-    server = health.serve(options.health_port, daemon.health) \
-        if options.health_port is not None else None
+    daemon = _Daemon(policy, options, stop, Metrics(CollectorRegistry()))
+    ports = dict.fromkeys(p for p in (options.health_port, options.metrics_port)
+                          if p is not None)
+    servers = [health.serve(port, daemon.health, metrics=daemon.metrics.exposition)
+               for port in ports]
     daemon.start()
     while not stop.wait(1):
         pass
     logger.bind(kind="daemon", name="node", id=os.getpid()).info("stopping (signal received)")
     daemon.scheduler.shutdown(wait=True)
-    if server is not None:
+    for server in servers:
         server.shutdown()
     return errors.EXIT_OK
 
@@ -81,8 +88,11 @@ def interval_of(schedule: Trigger, now: datetime) -> timedelta:
 
 
 class _Daemon:
-    def __init__(self, policy: Policy, options: NodeOptions, stop: threading.Event):
-        self.policy, self.options, self.stop = policy, options, stop
+    def __init__(self, policy: Policy, options: NodeOptions, stop: threading.Event,
+                 metrics: Metrics):
+        self.policy, self.options, self.stop, self.metrics = policy, options, stop, metrics
+        metrics.policy(policy)
+        metrics.watch_reloads()
         self.health = health.Health(datetime.now(UTC))
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -99,10 +109,14 @@ class _Daemon:
             delay = random.uniform(0, schedule.jitter.total_seconds())
             self.scheduler.add_job(self._run, self._trigger(job), args=[job], id=job,
                                    next_run_time=now + timedelta(seconds=delay))
-            self.health.expect(job, interval_of(getattr(schedule, job), now) + schedule.jitter)
+            self._expect(job, interval_of(getattr(schedule, job), now) + schedule.jitter)
         self.scheduler.add_job(self._reload_if_changed, IntervalTrigger(seconds=WATCH_EVERY_S),
                                id="policy-watch", executor="watch")
         self.scheduler.start()
+
+    def _expect(self, job: str, interval: timedelta) -> None:
+        self.health.expect(job, interval)
+        self.metrics.expect("node", job, interval.total_seconds())
 
     def _trigger(self, job: str) -> BaseTrigger:
         schedule = self.policy.node.schedule
@@ -113,10 +127,12 @@ class _Daemon:
         if self.stop.is_set():
             return
         try:
-            summary: dict[str, Any] = run_job(job, self.policy, self.options, self.stop)
+            summary: dict[str, Any] = run_job(job, self.policy, self.options, self.stop,
+                                              observer=self.metrics)
             problem = summary.get("error")
         except errors.Unreachable as exc:
             self.health.unreachable(datetime.now(UTC))
+            self.metrics.unreachable("node", job, datetime.now(UTC))
             problem = str(exc)
         except Exception as exc:  # a bug must not end the DaemonSet pod in a crash loop
             self._log.opt(exception=exc).error("{} run crashed", job)
@@ -147,9 +163,11 @@ class _Daemon:
         try:
             policy = load_policy(path)
         except PolicyInvalid as exc:
+            self.metrics.reload(accepted=False)
             log.error("the changed policy is invalid; the last good one stays in force "
                       "({} problems):\n{}", len(exc.errors), exc)
             return
+        self.metrics.reload(accepted=True)
         override = self.options.dry_run_override
         previous = self.policy.node.schedule
         self.policy = policy if override is None else replace(policy, dryRun=override)
@@ -157,7 +175,8 @@ class _Daemon:
         schedule = self.policy.node.schedule
         for job in self.options.jobs if schedule != previous else ():
             self.scheduler.reschedule_job(job, trigger=self._trigger(job))
-            self.health.expect(job, interval_of(getattr(schedule, job), now) + schedule.jitter)
+            self._expect(job, interval_of(getattr(schedule, job), now) + schedule.jitter)
+        self.metrics.policy(self.policy)
         log.info("policy reloaded (dryRun={})", self.policy.dryRun)
 
 
