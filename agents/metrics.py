@@ -58,6 +58,9 @@ class Metrics:
         self._last_success = Gauge(
             "kubekeeper_last_success_timestamp_seconds", "When a run last completed "
             "(outcome success or partial).", ("agent", "task"), registry=registry)
+        self._last_failure = Gauge(
+            "kubekeeper_last_failure_timestamp_seconds", "When a run in which some action "
+            "failed last ended.", ("agent", "task"), registry=registry)
         self._cap_aborts = Counter(
             "kubekeeper_deletion_cap_aborts", "Runs refused whole by maxDeletionsPerRun.",
             ("agent", "task"), registry=registry)
@@ -98,6 +101,8 @@ class Metrics:
         self._ended(agent, task, outcome, _timestamp(line["ts"]))
         if outcome == "aborted":
             self._cap_aborts.labels(agent, task).inc()
+        if line["results"].get("failed"):
+            self._last_failure.labels(agent, task).set(_timestamp(line["ts"]))
 
     def unreachable(self, agent: str, task: str, at: datetime) -> None:
         """A run that ended before its report began (runtime or API server unreachable)."""

@@ -32,7 +32,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from agents import errors
 from agents.checks import Trigger, cron_trigger
@@ -48,7 +48,9 @@ _BACKOFF = (timedelta(seconds=5), timedelta(minutes=5))
 
 def serve(policy: Policy, options: NodeOptions, stop: threading.Event) -> int:
     """Run until ``stop`` is set (SIGTERM); returns exit code 0."""
-    daemon = _Daemon(policy, options, stop, Metrics(CollectorRegistry()))
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # process_start_time_seconds: the stale-run alert
+    daemon = _Daemon(policy, options, stop, Metrics(registry))
     ports = dict.fromkeys(p for p in (options.health_port, options.metrics_port)
                           if p is not None)
     servers = [health.serve(port, daemon.health, metrics=daemon.metrics.exposition)
