@@ -35,6 +35,8 @@ _FREES_SPACE = ("delete", "truncate")
 DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 """From a cluster task over a few objects to a node cleanup near its deadline."""
 PUSH_JOB = "kubekeeper"
+"""The Pushgateway's ``job``; each task is its own group, ``cronjob="kubekeeper-<task>"``
+(pushed metrics must not carry a grouping label, and they all carry ``task``)."""
 
 
 class Metrics:
@@ -133,7 +135,7 @@ class Metrics:
     def push(self, url: str, task: str) -> bool:
         """Replace the task's group on a Pushgateway; a failure is logged, never raised."""
         try:
-            push_to_gateway(url, job=PUSH_JOB, grouping_key={"task": task},
+            push_to_gateway(url, job=PUSH_JOB, grouping_key={"cronjob": f"kubekeeper-{task}"},
                             registry=self.registry, timeout=10)
         except Exception as exc:  # the report, not the push, is the run's record
             logger.bind(kind="pushgateway", name=url, id=task).warning(
