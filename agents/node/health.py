@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from loguru import logger
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from agents.units import format_age, format_duration
 
@@ -70,7 +70,7 @@ def serve(port: int, health: Health,
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics" and metrics is not None:
-                self._answer(200, metrics(), CONTENT_TYPE_LATEST)
+                self._answer(200, metrics(), CONTENT_TYPE_PLAIN_0_0_4)
                 return
             if path != "/healthz":
                 self._answer(404, "not found\n")
