@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import urllib.request
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from agents.actions import Action, Outcome, Result, Verb, refused
@@ -197,3 +199,18 @@ def test_a_run_with_failed_actions_sets_the_last_failure_time_even_with_an_error
     ended = datetime.fromisoformat(lines[-1]["ts"].replace("Z", "+00:00")).timestamp()
     assert samples(text(metrics), "kubekeeper_last_failure_timestamp_seconds", ("task",)) == {
         ("cleanup",): ended}
+
+
+def test_the_alerts_read_only_families_that_exist_and_prometheusrule_is_up_to_date():
+    from scripts import prometheusrule
+
+    source = (prometheusrule.MONITORING.parent / "agents" / "metrics.py").read_text()
+    rules = yaml.safe_load((prometheusrule.MONITORING / "alerts.yaml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    names = {n for e in exprs for n in re.findall(r"\bkubekeeper_[a-z_]+", e)}
+    assert names
+    for name in names:
+        assert f'"{name.removesuffix("_total")}"' in source, name
+    generated = (prometheusrule.MONITORING / "prometheusrule.yaml").read_text()
+    assert generated == prometheusrule.text(), (
+        "run: python -m scripts.prometheusrule > monitoring/prometheusrule.yaml")
