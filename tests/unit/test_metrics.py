@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -13,11 +14,13 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from agents.actions import Action, Outcome, Result, Verb, refused
+from agents.cli import main
 from agents.metrics import Metrics, policy_hash, run_outcome
 from agents.node import health
 from agents.policy import Policy
-from agents.policy_loader import PolicyInvalid, parse_policy
+from agents.policy_loader import PolicyInvalid, load_policy, parse_policy
 from agents.report import Reporter
+from scripts import prometheusrule
 from tests.report_metrics import action_counts, reclaimed, samples
 
 
@@ -202,8 +205,6 @@ def test_a_run_with_failed_actions_sets_the_last_failure_time_even_with_an_error
 
 
 def test_the_alerts_read_only_families_that_exist_and_prometheusrule_is_up_to_date():
-    from scripts import prometheusrule
-
     source = (prometheusrule.MONITORING.parent / "agents" / "metrics.py").read_text()
     rules = yaml.safe_load((prometheusrule.MONITORING / "alerts.yaml").read_text())
     exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
@@ -214,3 +215,11 @@ def test_the_alerts_read_only_families_that_exist_and_prometheusrule_is_up_to_da
     generated = (prometheusrule.MONITORING / "prometheusrule.yaml").read_text()
     assert generated == prometheusrule.text(), (
         "run: python -m scripts.prometheusrule > monitoring/prometheusrule.yaml")
+
+
+def test_policy_hash_is_the_sha256_of_policy_show(capsys):
+    capsys.readouterr()
+    assert main(["policy", "show", "--policy", "policies.yaml"]) == 0
+    shown = capsys.readouterr().out
+    assert hashlib.sha256(shown.encode()).hexdigest()[:12] == policy_hash(
+        load_policy("policies.yaml"))
