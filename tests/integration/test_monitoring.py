@@ -3,6 +3,7 @@ kustomize component renders a scrape target that finds the node agent's metrics 
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import yaml
@@ -43,7 +44,9 @@ def test_each_alert_fires_on_its_series_and_not_on_the_others():
 
 
 def test_the_component_adds_a_servicemonitor_that_finds_the_metrics_port(tmp_path):
-    (tmp_path / "kustomization.yaml").write_text(OVERLAY.format(repo=REPO))
+    # kustomize takes only relative paths to other kustomizations.
+    repo = os.path.relpath(REPO, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(OVERLAY.format(repo=repo))
     kubectl = controlplane.binaries_dir() / "kubectl"
     output = subprocess.run([str(kubectl), "kustomize", str(tmp_path)], capture_output=True,
                             text=True, check=True).stdout
