@@ -143,12 +143,12 @@ def test_cluster_runs_push_their_report_to_the_pushgateway_grouped_by_task(
         kube_api, namespace, control_plane, pushgateway: Pushgateway, capsys, tmp_path):
     finished_jobs(kube_api, namespace, 4)
     refused = cluster_policy(tmp_path, namespace, pushgateway.url, cap=1)
-    code, aborted_lines, _ = cluster_run(capsys, control_plane, refused, "jobs")
+    code, aborted_lines, stderr = cluster_run(capsys, control_plane, refused, "jobs")
     assert code == 1 and aborted_lines[-1]["aborted"]
     jobs = {"job": "kubekeeper", "cronjob": "kubekeeper-jobs"}
     pushed = pushgateway.metrics()
     assert samples(pushed, ACTIONS, ACTION_LABELS, jobs) == action_counts(
-        report_lines.outcomes(aborted_lines))
+        report_lines.outcomes(aborted_lines)), stderr + pushed
     assert samples(pushed, "kubekeeper_deletion_cap_aborts_total", ("task",), jobs) == {
         ("jobs",): 1.0}
 
