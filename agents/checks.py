@@ -11,7 +11,7 @@ import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +21,8 @@ from apscheduler.triggers.cron import CronTrigger
 from agents import units
 
 RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+RUNTIME_NAMES = ("docker", "containerd", "k3s", "crio", "cri-dockerd", "cri")
+"""The node runtimes by the names ``--runtime`` and the report use (``cri``: ``cri:<socket>``)."""
 _LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -42,23 +44,35 @@ def boolean(value: Any) -> bool:
     return value
 
 
-def count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{_show(value)} is not a whole number of 0 or more")
-    return value
+def bounded(check: Callable[[Any], Any], bounds: str) -> Callable[[Any], Any]:
+    """Mark a check with the range it enforces, for the README's reference table."""
+    check.bounds = bounds  # type: ignore[attr-defined]
+    return check
 
 
-def positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{_show(value)} is not a whole number of 1 or more")
-    return value
+def whole(low: int, high: int) -> Callable[[Any], int]:
+    """A whole number from ``low`` to ``high``: every count has a ceiling, so a typo
+    such as ``parallelism: 1000000000`` is an error and not a run that never ends."""
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{_show(value)} is not a whole number from {low} to {high}")
+        return value
+    return bounded(check, f"{low} to {high}")
 
 
-def qps(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{_show(value)} is not a rate "
-                         "(requests per second; 0 means no limit)")
+MAX_QPS = 10_000
+MIN_QPS = 0.001
+
+
+def _qps(value: Any) -> float:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not (value == 0 or MIN_QPS <= value <= MAX_QPS):  # NaN fails both
+        raise ValueError(f"{_show(value)} is not a rate (requests per second: 0 for no limit, "
+                         f"or {MIN_QPS:g} to {MAX_QPS})")
     return float(value)
+
+
+qps = bounded(_qps, f"0 (no limit), or {MIN_QPS:g} to {MAX_QPS}")
 
 
 def percent(value: Any) -> float:
@@ -69,13 +83,26 @@ def duration(value: Any) -> timedelta:
     return units.parse_duration(value)
 
 
+def duration_up_to(limit: str) -> Callable[[Any], timedelta]:
+    """A duration no longer than ``limit`` (written as in the policy, e.g. ``1d``)."""
+    longest = units.parse_duration(limit)
+
+    def check(value: Any) -> timedelta:
+        parsed = units.parse_duration(value)
+        if parsed > longest:
+            raise ValueError(f"{_show(value)} is longer than {limit}, the most allowed here")
+        return parsed
+    return bounded(check, f"0s to {limit}")
+
+
 def size(value: Any) -> int:
     return units.parse_size(value)
 
 
 def quantity(value: Any) -> str:
     """Keep the quantity as written (it goes into pod specs) once it parses."""
-    units.parse_quantity(value)
+    if units.parse_quantity(value) < 0:
+        raise ValueError(f"{_show(value)} is negative; a request must be 0 or more")
     return str(value)
 
 
@@ -89,7 +116,7 @@ def labels(value: Any) -> Mapping[str, str]:
     if not isinstance(value, dict):
         raise ValueError(f"{_show(value)} is not a label mapping (write e.g. {{team: infra}})")
     for key, item in value.items():
-        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+        if not isinstance(key, str) or not _LABEL_KEY.match(key) or not _label_key_fits(key):
             raise ValueError(f"{_show(key)} is not a valid label key")
         if not isinstance(item, str):
             raise ValueError(f"label {key}: {_show(item)} must be a string "
@@ -127,6 +154,12 @@ def kinds(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _label_key_fits(key: str) -> bool:
+    """Kubernetes' lengths: a prefix of at most 253 characters, a name of at most 63."""
+    prefix, _, name = key.rpartition("/")
+    return len(prefix) <= 253 and len(name) <= 63
+
+
 def resources(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError(f"{_show(value)} is not a list of resources ({', '.join(RESOURCE_NAMES)})")
@@ -134,6 +167,16 @@ def resources(value: Any) -> tuple[str, ...]:
         if item not in RESOURCE_NAMES:
             raise ValueError(f"{_show(item)} is not a resource; known: {', '.join(RESOURCE_NAMES)}"
                              f"{suggestion(item, RESOURCE_NAMES)}")
+    return tuple(value)
+
+
+def runtimes(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{_show(value)} is not a list of runtimes ({', '.join(RUNTIME_NAMES)})")
+    for item in value:
+        if item not in RUNTIME_NAMES:
+            raise ValueError(f"{_show(item)} is not a runtime; known: {', '.join(RUNTIME_NAMES)}"
+                             f"{suggestion(item, RUNTIME_NAMES)}")
     return tuple(value)
 
 
@@ -154,7 +197,7 @@ def api_version(value: Any) -> str:
 
 
 def trigger(value: Any) -> Trigger:
-    """A 5-field cron string, or ``{every: <duration>}``."""
+    """A 5-field cron string that fires at some date, or ``{every: <duration>}``."""
     if isinstance(value, dict):
         if set(value) != {"every"}:
             raise ValueError(f"{_show(value)} is not a schedule ({_SCHEDULE_HINT})")
@@ -165,10 +208,25 @@ def trigger(value: Any) -> Trigger:
     if not isinstance(value, str):
         raise ValueError(f"{_show(value)} is not a schedule ({_SCHEDULE_HINT})")
     try:
-        cron_trigger(value)
+        fires = fires_ever(value)
     except ValueError as exc:
-        raise ValueError(f"{_show(value)} is not a cron expression: {exc}") from None
+        raise ValueError(f"{_show(value)} is not a cron expression: "
+                         f"{units.shorten(str(exc), 80)}") from None
+    if not fires:
+        raise ValueError(f"{_show(value)} never fires: no date in the calendar matches it")
     return Trigger(cron=value)
+
+
+_CYCLE_START = datetime(2001, 1, 1, tzinfo=UTC)
+_GREGORIAN_CYCLE = timedelta(days=146097)
+"""400 years: the calendar repeats after them, so a cron that fires at all fires within them."""
+
+
+def fires_ever(expr: str) -> bool:
+    """False for a cron no date matches (``0 0 30 2 *``); the answer needs no clock."""
+    trigger = cron_trigger(expr, timezone=UTC, start_date=_CYCLE_START,
+                           end_date=_CYCLE_START + _GREGORIAN_CYCLE)
+    return trigger.get_next_fire_time(None, _CYCLE_START) is not None
 
 
 def cron_trigger(expr: str, **options: Any) -> CronTrigger:
@@ -178,6 +236,8 @@ def cron_trigger(expr: str, **options: Any) -> CronTrigger:
     historical mismatch), so numbers are translated to day names first; an
     admin's ``0 3 * * 0`` then runs on Sunday, as in every other cron.
     """
+    if len(expr) > 100 or not expr.isascii() or not expr.isprintable():
+        raise ValueError("a cron expression is at most 100 printable ASCII characters")
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(f"Wrong number of fields; got {len(fields)}, expected 5")
@@ -218,7 +278,7 @@ def _weekday(text: str) -> int:
 
 def suggestion(word: Any, known: Any) -> str:
     """``; did you mean 'x'?`` when a close known word exists, else nothing."""
-    close = difflib.get_close_matches(str(word), [str(k) for k in known], n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(word)[:64], [str(k) for k in known], n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
@@ -242,7 +302,7 @@ def render_trigger(value: Trigger) -> Any:
 
 
 def _show(value: Any) -> str:
-    """Echo a value the way it looks in YAML, so the admin recognises it."""
+    """Echo a value the way it looks in YAML (a short prefix of it), so the admin recognises it."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+    return units.show(value)

@@ -1,4 +1,4 @@
-"""Command line: ``kubekeeper policy|node|cluster ...``; returns documented exit codes.
+"""Command line: ``kubekeeper policy|node|cluster|report|restore ...``; documented exit codes.
 
 0 success, 1 the run finished with failed actions (or the deletion cap aborted
 it), 2 bad usage or an invalid policy, 3 Docker or the API server unreachable.
@@ -7,18 +7,20 @@ it), 2 bad usage or an invalid policy, 3 Docker or the API server unreachable.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import yaml
 from loguru import logger
 
 from agents import errors
+from agents.node.runtimes import check_spec
 from agents.policy import Policy, to_plain
-from agents.policy_loader import PolicyInvalid, load_policy
+from agents.policy_loader import PolicyInvalid, load_policy, parse_policy
 from agents.units import parse_duration
 
 CLUSTER_TASKS = ("requests", "revisions", "jobs", "all")
@@ -55,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"invalid policy ({len(exc.errors)} problems, nothing was changed):\n{exc}",
               file=sys.stderr)
         return errors.EXIT_USAGE
+    except errors.BadOption as exc:
+        print(f"kubekeeper: {exc}\n(see kubekeeper --help)", file=sys.stderr)
+        return errors.EXIT_USAGE
     except errors.Unreachable as exc:
         logger.error("{}", exc)
         return errors.EXIT_UNREACHABLE
@@ -62,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _build_parser() -> _Parser:
     common = _Parser(add_help=False)
-    common.add_argument("--policy", default=os.environ.get("KUBEKEEPER_POLICY", "policies.yaml"),
+    common.add_argument("--policy", default=_default_policy(),
                         help="policy file (default: $KUBEKEEPER_POLICY or ./policies.yaml)")
     common.add_argument("--log-format", choices=("auto", "json", "text"), default="auto",
                         help="report format; auto is text on a terminal, JSON lines otherwise")
@@ -75,6 +80,8 @@ def _build_parser() -> _Parser:
     _add_policy_commands(commands, common)
     _add_node_commands(commands, common)
     _add_cluster_commands(commands, common)
+    _add_report_command(commands)
+    _add_restore_command(commands, common)
     return parser
 
 
@@ -94,9 +101,13 @@ def _add_node_commands(commands: argparse._SubParsersAction, common: _Parser) ->
     sub = node.add_subparsers(dest="node_command", parser_class=_Parser)
     for name, helptext in (("run", "clean up, once or as a daemon"), ("plan", "show the plan")):
         cmd = sub.add_parser(name, parents=[common], help=helptext)
+        cmd.add_argument("--runtime", type=_runtime, default=None,
+                         help="auto, docker, containerd, crio or cri:<socket> (default: "
+                              "docker when --docker-host or $DOCKER_HOST is given, else auto: "
+                              "every runtime socket found under --host-root)")
         cmd.add_argument("--docker-host", default=None,
-                         help="Docker endpoint (default: $DOCKER_HOST, else "
-                              "unix:///var/run/docker.sock)")
+                         help="Docker endpoint (default: $DOCKER_HOST, else the socket "
+                              "/var/run/docker.sock under --host-root)")
         cmd.add_argument("--host-root", default="/",
                          help="where the host's filesystem is mounted (e.g. /host in a pod)")
         cmd.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
@@ -114,9 +125,9 @@ def _add_node_commands(commands: argparse._SubParsersAction, common: _Parser) ->
             cmd.add_argument("--deadline", type=_duration, default=None,
                              help="each run's budget (e.g. 20m): no action starts after it")
             cmd.add_argument("--once", action="store_true", help="one run, then exit")
-            cmd.add_argument("--health-port", type=int, default=None,
+            cmd.add_argument("--health-port", type=_port, default=None,
                              help="serve /healthz and /metrics on this port (daemon mode)")
-            cmd.add_argument("--metrics-port", type=int, default=None,
+            cmd.add_argument("--metrics-port", type=_port, default=None,
                              help="serve /metrics (and /healthz) on this port too "
                                   "(daemon mode)")
         cmd.set_defaults(handler=_node, plan_only=name == "plan")
@@ -138,6 +149,106 @@ def _add_cluster_commands(commands: argparse._SubParsersAction, common: _Parser)
                          help="the run's budget (e.g. 25m): then it stops as on SIGTERM, "
                               "skips what has not started and writes its summary")
         cmd.set_defaults(handler=_cluster, plan_only=name == "plan")
+
+
+def _add_report_command(commands: argparse._SubParsersAction) -> None:
+    report = commands.add_parser(
+        "report", help="summarize report lines: failures first, then what was done",
+        description="Reads report lines (JSON) from files or stdin, also `kubectl logs -l "
+        "app.kubernetes.io/name=kubekeeper --prefix --all-containers` output, and prints "
+        "failures and skips, unfinished intents (killed runs), runs aborted by the cap, "
+        "deletions by namespace and kind or by node, and bytes reclaimed per node.")
+    report.add_argument("files", nargs="*", default=["-"], metavar="FILE",
+                        help="report files; - or none reads stdin")
+    report.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    for name, helptext in (("since", "only lines at or after T (RFC 3339, or a duration "
+                                     "ago: 2h)"),
+                           ("until", "only lines before T (RFC 3339, or a duration ago)")):
+        report.add_argument(f"--{name}", type=_moment, default=None, metavar="T", help=helptext)
+    for name in ("kind", "namespace", "node", "result", "task"):
+        report.add_argument(f"--{name}", action="append", default=[], metavar=name.upper(),
+                            help=f"only lines of this {name} (repeatable)")
+    report.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+    report.set_defaults(handler=_report)
+
+
+def _add_restore_command(commands: argparse._SubParsersAction, common: _Parser) -> None:
+    restore = commands.add_parser(
+        "restore", parents=[common], help="re-create deleted Kubernetes objects",
+        description="Re-creates deleted objects from the recycle bin (the default) or from "
+        "report lines (complete only with cluster.redactManifests: false). Runs with YOUR "
+        "kubeconfig credentials (--kubeconfig, else $KUBECONFIG, else ~/.kube/config), never "
+        "a pod's service account: the CronJobs' accounts cannot create Jobs. Jobs come back "
+        "suspended; an object that exists is skipped, never overwritten. --dry-run only "
+        "asks the API server (server-side dry run); the policy's dryRun does not apply.")
+    source = restore.add_mutually_exclusive_group()
+    source.add_argument("--from-bin", action="store_true",
+                        help="read cluster.recycleBin.namespace's Secrets (the default)")
+    source.add_argument("files", nargs="*", default=[], metavar="FILE",
+                        help="report files instead of the bin; - reads stdin")
+    restore.add_argument("--run", help="only what this run (its id) deleted")
+    restore.add_argument("--kind", help="only this kind (job, replicaset)")
+    restore.add_argument("--namespace", help="only this namespace")
+    restore.add_argument("--name", help="only objects of this name")
+    restore.add_argument("--since", type=_moment, default=None, metavar="T",
+                         help="only what was deleted at or after T (RFC 3339, or 2h ago)")
+    restore.add_argument("--kubeconfig", default=None,
+                         help="your kubeconfig (default: $KUBECONFIG, else ~/.kube/config)")
+    restore.add_argument("--context", default=None, help="kubeconfig context")
+    restore.set_defaults(handler=_restore)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from agents.report_lines import opened
+    from agents.report_reader import Digest, Filters, render_text
+
+    filters = Filters(since=_rfc3339(args.since), until=_rfc3339(args.until),
+                      kinds=frozenset(args.kind), namespaces=frozenset(args.namespace),
+                      nodes=frozenset(args.node), results=frozenset(args.result),
+                      tasks=frozenset(args.task))
+    if "-" in args.files and sys.stdin.isatty():
+        print("reading report lines from stdin (end with Ctrl-D)", file=sys.stderr)
+    try:
+        digest = Digest(filters).read(opened(args.files)).as_json()
+    except OSError as exc:
+        print(f"kubekeeper report: {exc}", file=sys.stderr)
+        return errors.EXIT_USAGE
+    if args.output == "json":
+        sys.stdout.write(json.dumps(digest, indent=1, default=str) + "\n")
+    else:
+        sys.stdout.write(render_text(digest))
+    return errors.EXIT_OK
+
+
+def _restore(args: argparse.Namespace) -> int:
+    policy = _restore_policy(args.policy)
+    from agents.cluster.restore import RestoreOptions, run_restore_cli
+    from agents.cluster.restore_plan import Selection
+
+    selection = Selection(run=args.run, kind=args.kind, namespace=args.namespace,
+                          name=args.name, since=args.since)
+    options = RestoreOptions(selection=selection, sources=tuple(args.files),
+                             kubeconfig=args.kubeconfig, context=args.context,
+                             log_format=args.log_format, dry_run=bool(args.dry_run))
+    try:
+        return run_restore_cli(policy, options)
+    except OSError as exc:
+        print(f"kubekeeper restore: {exc}", file=sys.stderr)
+        return errors.EXIT_USAGE
+
+
+def _default_policy() -> str:
+    return os.environ.get("KUBEKEEPER_POLICY", "policies.yaml")
+
+
+def _restore_policy(path: str) -> Policy:
+    """The policy, for the bin's namespace and ``redactManifests``; on an admin's machine
+    without a policy file at the default path, the defaults (``kubekeeper-system``)."""
+    if path == _default_policy() and not os.path.exists(path):
+        print(f"no {path}: using the default policy (recycle bin in kubekeeper-system)",
+              file=sys.stderr)
+        return parse_policy("apiVersion: kubekeeper/v1\n")
+    return load_policy(path)
 
 
 def _policy_check(args: argparse.Namespace) -> int:
@@ -162,11 +273,18 @@ def _node(args: argparse.Namespace) -> int:
     policy = _with_dry_run(load_policy(args.policy), args.dry_run)
     # Imported here so `policy check` never pays for the Docker and Kubernetes SDKs.
     from agents.node.agent import NodeOptions, run_node
+    from agents.node.docker_port import check_endpoint
 
+    docker_host = args.docker_host or os.environ.get("DOCKER_HOST") or None
+    if docker_host:
+        try:
+            check_endpoint(docker_host)
+        except ValueError as exc:
+            raise errors.BadOption(f"--docker-host (or $DOCKER_HOST): {exc}") from None
+    runtime = args.runtime or ("docker" if docker_host else "auto")
     options = NodeOptions(
-        docker_host=args.docker_host or os.environ.get("DOCKER_HOST")
-        or "unix:///var/run/docker.sock",
-        host_root=args.host_root, node_name=args.node_name, log_format=args.log_format,
+        docker_host=docker_host, runtime=runtime, host_root=args.host_root,
+        node_name=args.node_name, log_format=args.log_format,
         job=args.job, plan_only=args.plan_only, once=getattr(args, "once", True),
         health_port=getattr(args, "health_port", None),
         metrics_port=getattr(args, "metrics_port", None), policy_path=args.policy,
@@ -195,6 +313,39 @@ def _duration(text: str) -> timedelta:
     if value <= timedelta(0):
         raise argparse.ArgumentTypeError(f"{text!r} must be longer than 0s")
     return value
+
+
+def _runtime(text: str) -> str:
+    try:
+        return check_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port(text: str) -> int:
+    """A TCP port to listen on: 1 to 65535."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a port (1 to 65535)")
+    return int(text)
+
+
+def _moment(text: str) -> datetime:
+    """An RFC 3339 time, or a duration meaning that long ago (``2h``)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return datetime.now(UTC) - parse_duration(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is neither an RFC 3339 time nor a duration (2h, 7d)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _rfc3339(moment: datetime | None) -> str | None:
+    from agents.report import rfc3339
+
+    return rfc3339(moment) if moment else None
 
 
 def _with_dry_run(policy: Policy, override: bool | None) -> Policy:

@@ -16,6 +16,10 @@ class Unreachable(Exception):
         self.service, self.endpoint = service, endpoint
 
 
+class BadOption(Exception):
+    """A command-line value that cannot be used, found when it is first tried (exit 2)."""
+
+
 def exit_code(summaries: list[dict]) -> int:
     """1 when any run failed an action or was aborted by the cap, else 0."""
     if any(s["errors"] or s["aborted"] for s in summaries):

@@ -56,7 +56,7 @@ class Schedule:
                                "Cleanup runs: cron, or {every: 30m}.", checks.render_trigger)
     logs: Trigger = setting(checks.trigger, "0 * * * *",
                             "Log audits: cron, or {every: 1h}.", checks.render_trigger)
-    jitter: timedelta = setting(checks.duration, "60s",
+    jitter: timedelta = setting(checks.duration_up_to("1d"), "60s",
                                 "Random delay added to each start, so nodes do not run in step.",
                                 checks.render_duration)
 
@@ -68,7 +68,7 @@ class ContainerRules:
     olderThan: timedelta = setting(checks.duration, "1h",
                                    "Age since FinishedAt (or Created if never started).",
                                    checks.render_duration)
-    keepPerPodContainer: int = setting(checks.count, 1,
+    keepPerPodContainer: int = setting(checks.whole(0, 100), 1,
                                        "Dead containers kept per pod and container (kubelet: 1).")
     protect: Protect = section(Protect, "Containers never removed.")
 
@@ -77,10 +77,10 @@ class ContainerRules:
 class DiskPressure:
     enabled: bool = setting(checks.boolean, True,
                             "Evict unused images, least recently used first, on a full disk.")
-    highPercent: float = setting(checks.percent, 85,
-                                 "Start evicting above this usage (kubelet: 85).",
-                                 checks.render_number)
-    lowPercent: float = setting(checks.percent, 80, "Stop evicting below this usage (kubelet: 80).",
+    highPercent: float = setting(checks.percent, 80,
+                                 "Start evicting above this usage (below the kubelet's 85, "
+                                 "so the two never race).", checks.render_number)
+    lowPercent: float = setting(checks.percent, 75, "Stop evicting below this usage.",
                                 checks.render_number)
     minAge: timedelta = setting(checks.duration, "2m",
                                 "Never evict an image first seen more recently "
@@ -118,7 +118,7 @@ class LogRules:
                                     "Report json-file/local logs without max-size.")
     action: str = setting(checks.choice("report", "truncate"), "report",
                           "report, or truncate oversized Docker log files in place.")
-    topN: int = setting(checks.count, 10, "How many of the largest log files to list.")
+    topN: int = setting(checks.whole(0, 1000), 10, "How many of the largest log files to list.")
     staleAfter: timedelta = setting(checks.duration, "7d",
                                     "Kubelet log files untouched this long are reported.",
                                     checks.render_duration)
@@ -127,7 +127,10 @@ class LogRules:
 @dataclass(frozen=True)
 class NodePolicy:
     schedule: Schedule = section(Schedule, "When the daemon runs each job.")
-    parallelism: int = setting(checks.positive_int, 4, "Docker deletions in flight at once.")
+    parallelism: int = setting(checks.whole(1, 64), 4, "Runtime deletions in flight at once.")
+    runtimes: tuple[str, ...] = setting(
+        checks.runtimes, list(checks.RUNTIME_NAMES),
+        "Runtimes that may be cleaned, of those --runtime finds; leave one out to turn it off.")
     containers: ContainerRules = section(ContainerRules, "Container cleanup.")
     images: ImageRules = section(ImageRules, "Image cleanup.")
     volumes: VolumeRules = section(VolumeRules, "Volume cleanup.")
@@ -173,7 +176,7 @@ class ResourceRequests:
 @dataclass(frozen=True)
 class RevisionHistory:
     enabled: bool = setting(checks.boolean, True, "Check revisionHistoryLimit.")
-    maxLimit: int = setting(checks.count, 3, "Highest revisionHistoryLimit allowed.")
+    maxLimit: int = setting(checks.whole(0, 1000), 3, "Highest revisionHistoryLimit allowed.")
     action: str = setting(checks.choice("report", "patch"), "report",
                           "report, or patch the limit (no restart).")
     ownerlessReplicaSets: AgeRule = section(
@@ -192,9 +195,9 @@ class CompletedJobs:
                                "Also delete ownerless Succeeded/Failed pods older than the TTL.")
     ownerKinds: tuple[str, ...] = setting(
         checks.kinds, [], "Owner kinds whose Jobs may also go (bare and CronJob Jobs always may).")
-    maxSuccessfulHistory: int = setting(checks.count, 3,
+    maxSuccessfulHistory: int = setting(checks.whole(0, 1000), 3,
                                         "Highest CronJob successfulJobsHistoryLimit allowed.")
-    maxFailedHistory: int = setting(checks.count, 3,
+    maxFailedHistory: int = setting(checks.whole(0, 1000), 3,
                                     "Highest CronJob failedJobsHistoryLimit allowed.")
     action: str = setting(checks.choice("report", "delete"), "report",
                           "report, or delete Jobs/pods and patch CronJob history limits.")
@@ -222,8 +225,8 @@ class ClusterMetrics:
 class ClusterPolicy:
     apiQPS: float = setting(checks.qps, 20, "Client-side API request rate limit (0: unlimited).",
                             checks.render_number)
-    pageSize: int = setting(checks.positive_int, 500, "Objects per list page; bounds memory.")
-    concurrency: int = setting(checks.positive_int, 4, "API mutations in flight at once.")
+    pageSize: int = setting(checks.whole(1, 10_000), 500, "Objects per list page; bounds memory.")
+    concurrency: int = setting(checks.whole(1, 64), 4, "API mutations in flight at once.")
     unreachableAfter: timedelta = setting(
         checks.duration, "2m", "Halt the run when the API server has not answered this long.",
         checks.render_duration)
@@ -257,7 +260,7 @@ class Override:
 class Policy:
     apiVersion: str = setting(checks.api_version, API_VERSION, "Schema version: kubekeeper/v1.")
     dryRun: bool = setting(checks.boolean, True, "Plan and report only; change nothing.")
-    maxDeletionsPerRun: int = setting(checks.count, 500,
+    maxDeletionsPerRun: int = setting(checks.whole(0, 1_000_000), 500,
                                       "A plan with more deletions deletes nothing.")
     node: NodePolicy = section(NodePolicy, "The node agent (DaemonSet).")
     cluster: ClusterPolicy = section(ClusterPolicy, "The cluster tasks (CronJobs).")

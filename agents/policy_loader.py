@@ -1,22 +1,29 @@
 """Load policies.yaml into a frozen ``Policy``, reporting every problem at once.
 
-The file is composed into YAML nodes (not plain data) so each error can name
-the line and column the admin must fix.  Validation walks the node tree
-against the dataclass declarations in ``agents.policy``; nothing is applied
-unless the whole file is valid, so a bad edit never half-changes behaviour.
+The file is read only if it is a regular file of at most 1 MiB, then composed
+into YAML nodes (``agents.policy_yaml``, which refuses what is not plain data)
+so each error can name the line and column the admin must fix.  Validation
+walks the node tree against the dataclass declarations in ``agents.policy``;
+nothing is applied unless the whole file is valid, so a bad edit never
+half-changes behaviour.  Whatever the file holds, the outcome is a ``Policy``
+or ``PolicyInvalid`` (at most ``MAX_ERRORS`` problems listed), in bounded time
+and memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from agents import checks
+from agents import checks, policy_yaml
 from agents.policy import OVERRIDABLE, ClusterPolicy, Override, Policy, merge
+from agents.units import shorten
 
 
 @dataclass(frozen=True)
@@ -42,32 +49,77 @@ class PolicyInvalid(Exception):
         self.errors = errors
 
 
+MAX_FILE_BYTES = 1 << 20
+MAX_ERRORS = 50
+
+
 def load_policy(path: str | Path) -> Policy:
     """Read, validate and freeze the policy at ``path``; raise ``PolicyInvalid``."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = _read_bounded(path)
     except FileNotFoundError:
         raise PolicyInvalid([PolicyError(name, 0, 0, "", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except _NotAPolicyFile as exc:
+        raise PolicyInvalid([PolicyError(name, 0, 0, "", str(exc))]) from None
+    except OSError as exc:
         raise PolicyInvalid([PolicyError(name, 0, 0, "", f"cannot read: {exc}")]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise PolicyInvalid([PolicyError(name, line, column, "", "not UTF-8 text")]) from None
     return parse_policy(text, name)
+
+
+class _NotAPolicyFile(Exception):
+    """The path is readable but cannot be a policy: a FIFO, a device, a directory, too big."""
+
+
+def _read_bounded(path: str | Path) -> bytes:
+    """The file's bytes, if it is a regular file (links followed) of at most 1 MiB.
+
+    A FIFO, a device such as /dev/zero or a directory is refused before it is
+    read, and the file is opened without blocking, so nothing here can hang or
+    fill memory.  A ConfigMap mount (a chain of symlinks) is a regular file.
+    """
+    _check_regular(os.stat(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        _check_regular(os.fstat(fd))  # the path may have been swapped since the stat
+        chunks, size = [], 0
+        while size <= MAX_FILE_BYTES and (chunk := os.read(fd, MAX_FILE_BYTES + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > MAX_FILE_BYTES:
+        raise _NotAPolicyFile(_TOO_BIG)
+    return b"".join(chunks)
+
+
+_TOO_BIG = f"is larger than {MAX_FILE_BYTES // 1024} KiB; a policy is a few KB"
+
+
+def _check_regular(info: os.stat_result) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise _NotAPolicyFile("is a directory, not a policy file")
+    if not stat.S_ISREG(info.st_mode):
+        raise _NotAPolicyFile("is not a regular file (a FIFO, socket or device is refused)")
+    if info.st_size > MAX_FILE_BYTES:
+        raise _NotAPolicyFile(_TOO_BIG)
 
 
 def parse_policy(text: str, name: str = "policies.yaml") -> Policy:
     """Validate policy text; every error is collected before raising."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        problem = getattr(exc, "problem", None) or str(exc)
-        error = PolicyError(name, line, col, "", f"not valid YAML: {problem}")
-        raise PolicyInvalid([error]) from None
+    root, problems = _compose(text, name)
     if root is None:
         raise PolicyInvalid([PolicyError(name, 0, 0, "", "the file is empty; start from the "
                                          "shipped policies.yaml")])
     walker = _Walker(name)
+    for problem in problems:
+        walker.error_at(problem.mark, problem.path, problem.message)
     values = walker.mapping(root, Policy, "")
     if "apiVersion" not in values and not walker.errors:
         walker.error(root, "apiVersion", "is required (write apiVersion: kubekeeper/v1)")
@@ -75,8 +127,44 @@ def parse_policy(text: str, name: str = "policies.yaml") -> Policy:
     policy = merge(Policy(), values)
     _check_consistency(policy, walker)
     if walker.errors:
-        raise PolicyInvalid(sorted(walker.errors, key=lambda e: (e.line, e.column)))
+        raise PolicyInvalid(_bounded(sorted(walker.errors, key=lambda e: (e.line, e.column))))
     return dataclasses.replace(policy, overrides=tuple(overrides), source=name)
+
+
+def _compose(text: str, name: str) -> tuple[yaml.Node | None, list[policy_yaml.Problem]]:
+    """The YAML node tree, or ``PolicyInvalid`` when the text is not YAML or is too big."""
+    try:
+        return policy_yaml.compose(text)
+    except policy_yaml.TooLarge as exc:
+        mark = exc.problem.mark
+        raise PolicyInvalid([PolicyError(name, mark.line + 1, mark.column + 1,
+                                         exc.problem.path, exc.problem.message)]) from None
+    except yaml.YAMLError as exc:
+        line, col = _location(exc, text)
+        problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, yaml.reader.ReaderError):
+            problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+        error = PolicyError(name, line, col, "", f"not valid YAML: {problem}")
+        raise PolicyInvalid([error]) from None
+
+
+def _location(exc: yaml.YAMLError, text: str) -> tuple[int, int]:
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return mark.line + 1, mark.column + 1
+    position = getattr(exc, "position", None)  # a ReaderError: a character YAML refuses
+    if position is None:
+        return 0, 0
+    return text.count("\n", 0, position) + 1, position - (text.rfind("\n", 0, position) + 1) + 1
+
+
+def _bounded(found: list[PolicyError]) -> list[PolicyError]:
+    """At most ``MAX_ERRORS`` problems, then one line saying how many more there are."""
+    if len(found) <= MAX_ERRORS:
+        return found
+    rest = PolicyError(found[0].file, 0, 0, "",
+                       f"and {len(found) - MAX_ERRORS} more problems, not shown")
+    return [*found[:MAX_ERRORS], rest]
 
 
 class _Walker:
@@ -89,7 +177,9 @@ class _Walker:
         self._constructor = yaml.SafeLoader("")
 
     def error(self, node: yaml.Node, path: str, message: str) -> None:
-        mark = node.start_mark
+        self.error_at(node.start_mark, path, message)
+
+    def error_at(self, mark: yaml.Mark, path: str, message: str) -> None:
         self.errors.append(PolicyError(self.name, mark.line + 1, mark.column + 1, path, message))
 
     def mapping(self, node: yaml.Node, cls: type, path: str) -> dict[str, Any]:
@@ -100,12 +190,10 @@ class _Walker:
             return {}
         declared = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "source"}
         out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            where = f"{path}.{key}" if path else key
-            if key in out:
-                self.error(key_node, where, "is given twice")
-            elif key not in declared:
+        for key_node, value_node in node.value:  # keys are unique strings (policy_yaml)
+            key = key_node.value
+            where = policy_yaml.join(path, key)
+            if key not in declared:
                 self.error(key_node, where, f"unknown key{checks.suggestion(key, declared)}")
             else:
                 value = self.value(value_node, declared[key], where)
@@ -121,7 +209,7 @@ class _Walker:
         if dataclasses.is_dataclass(nested) and "check" not in f.metadata:
             return self.mapping(node, type(nested), path)
         try:
-            return f.metadata["check"](self._constructor.construct_object(node, deep=True))
+            return f.metadata["check"](self._plain(node))
         except ValueError as exc:
             self.error(node, path, str(exc))
             return _INVALID
@@ -143,7 +231,7 @@ class _Walker:
         changes: dict[str, Any] = {}
         namespaces: tuple[str, ...] | None = None
         for key_node, value_node in node.value:
-            key, where = key_node.value, f"{path}.{key_node.value}"
+            key, where = key_node.value, policy_yaml.join(path, key_node.value)
             if key not in known:
                 self.error(key_node, where, f"unknown key (an override sets namespaces and any of "
                            f"{', '.join(OVERRIDABLE)}){checks.suggestion(key, known)}")
@@ -160,7 +248,7 @@ class _Walker:
 
     def _override_namespaces(self, node: yaml.Node, path: str) -> tuple[str, ...]:
         try:
-            globs = checks.globs(self._constructor.construct_object(node, deep=True))
+            globs = checks.globs(self._plain(node))
         except ValueError as exc:
             self.error(node, path, str(exc))
             return ()
@@ -168,10 +256,18 @@ class _Walker:
             self.error(node, path, "is empty; list at least one namespace glob")
         return globs
 
+    def _plain(self, node: yaml.Node) -> Any:
+        """The node as Python data; a scalar YAML cannot build (a bad date) is a ValueError."""
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError) as exc:
+            shown = shorten(str(getattr(exc, "problem", None) or exc))
+            raise ValueError(f"cannot be read: {shown}") from None
+
     @staticmethod
     def _kind(node: yaml.Node) -> str:
         if isinstance(node, yaml.ScalarNode):
-            return f"the scalar {node.value!r}" if node.value else "nothing"
+            return f"the scalar {shorten(node.value)!r}" if node.value else "nothing"
         return "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
 
 

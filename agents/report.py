@@ -155,8 +155,11 @@ class Reporter:
         }
 
     def summary(self, aborted: str | None = None, error: str | None = None,
-                task: str | None = None) -> dict[str, Any]:
-        """Write the run's last line and return it (the CLI derives the exit code from it)."""
+                task: str | None = None, runtimes: list[str] | None = None) -> dict[str, Any]:
+        """Write the run's last line and return it (the CLI derives the exit code from it).
+
+        ``runtimes``: the node runtimes the run cleaned, for the node agent's summary.
+        """
         with self._lock:
             by_kind: dict[str, dict[str, int]] = {}
             by_result: Counter[str] = Counter()
@@ -172,6 +175,8 @@ class Reporter:
                 "duration_s": round(time.monotonic() - self._started, 3),
                 "errors": self._failed + (1 if error else 0), "aborted": aborted, "error": error,
             }
+            if runtimes is not None:
+                line["runtimes"] = runtimes
             self._write(self._render(line, _text_summary))
             if self._observer is not None:
                 self._observer.summary(line)

@@ -2,9 +2,12 @@
 
 It starts the private Docker engine and the local control plane (the same ones
 the tests use), seeds the kind of clutter kubekeeper exists for, and runs
-``kubekeeper node run --once`` and ``kubekeeper cluster run all`` with the
-reports shown as text.  The demo policy is the shipped one with ages set to 0s
-(the seeded objects are seconds old) and the cluster tasks' actions switched on.
+``kubekeeper node run --once`` and ``kubekeeper cluster run all``: the dry runs'
+reports shown as text, the real runs' JSON lines kept in files as a pod's log
+keeps them and read back with ``kubekeeper report``. It ends by undoing one
+deletion with ``kubekeeper restore`` from the recycle bin.  The demo policy is
+the shipped one with ages set to 0s (the seeded objects are seconds old) and
+the cluster tasks' actions switched on.
 Usage: ``scripts/demo [--keep]``.
 """
 
@@ -37,10 +40,21 @@ def main(argv: list[str] | None = None) -> int:
         demo_seed.seed_docker(engine.client())
         demo_seed.seed_cluster(plane.kubeconfig)
         policy = _write_policy(state / "demo-policy.yaml")
-        runs = _runs(engine.base_url, plane.kubeconfig, policy)
-        for title, argv_ in runs:
+        logs = []
+        for title, argv_, log in _runs(engine.base_url, plane.kubeconfig, policy, state):
             _banner(title)
-            subprocess.run([str(ROOT / ".venv/bin/kubekeeper"), *argv_], check=False)
+            _kubekeeper(argv_, log)
+            logs += [str(log)] if log else []
+        _banner("kubekeeper report over the real runs' lines: problems first, then what was done")
+        _kubekeeper(["report", *logs])
+        _banner("Undo one deletion: kubekeeper restore from the recycle bin (the Job comes "
+                "back suspended)")
+        _kubekeeper(["restore", "--namespace", "demo-batch", "--name", "migrate-orders",
+                     "--policy", str(policy), "--kubeconfig", str(plane.kubeconfig),
+                     "--log-format", "text"])
+        print(plane.run_kubectl("get", "job", "-n", "demo-batch", "migrate-orders", "-o",
+                                "custom-columns=JOB:.metadata.name,SUSPENDED:.spec.suspend",
+                                check=False).stdout.rstrip())
         _banner("What is left")
         demo_seed.show_leftovers(engine.client(), plane)
     finally:
@@ -62,16 +76,30 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _runs(docker_host: str, kubeconfig: Path, policy: Path) -> list[tuple[str, list[str]]]:
+def _kubekeeper(argv: list[str], log: Path | None = None) -> None:
+    """One command; with ``log`` its report goes there as JSON lines, as to a pod's log."""
+    command = [str(ROOT / ".venv/bin/kubekeeper"), *argv]
+    if log is None:
+        subprocess.run(command, check=False)
+        return
+    with log.open("w") as out:
+        subprocess.run([*command, "--log-format", "json"], stdout=out, check=False)
+    print(f"(report lines written to {log})")
+
+
+def _runs(docker_host: str, kubeconfig: Path, policy: Path, state: Path
+          ) -> list[tuple[str, list[str], Path | None]]:
     node = ["node", "run", "--once", "--log-format", "text", "--policy", str(policy),
             "--docker-host", docker_host, "--node-name", "demo-node"]
     cluster = ["cluster", "run", "all", "--once", "--log-format", "text", "--policy", str(policy),
                "--kubeconfig", str(kubeconfig)]
     return [
-        ("Node agent, dry-run (dryRun: true): what it WOULD do", node),
-        ("Cluster tasks, dry-run: server-side dry-run, nothing changes", cluster),
-        ("Node agent, for real (--no-dry-run)", [*node, "--no-dry-run"]),
-        ("Cluster tasks, for real (--no-dry-run)", [*cluster, "--no-dry-run"]),
+        ("Node agent, dry-run (dryRun: true): what it WOULD do", node, None),
+        ("Cluster tasks, dry-run: server-side dry-run, nothing changes", cluster, None),
+        ("Node agent, for real (--no-dry-run)", [*node, "--no-dry-run"],
+         state / "node-run.jsonl"),
+        ("Cluster tasks, for real (--no-dry-run)", [*cluster, "--no-dry-run"],
+         state / "cluster-run.jsonl"),
     ]
 
 

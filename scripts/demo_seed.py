@@ -64,7 +64,8 @@ def seed_cluster(kubeconfig: Path) -> None:
     with kubernetes.config.new_client_from_config(str(kubeconfig)) as api:
         core = CoreV1Api(api)
         for name, annotations in (("demo-shop", {}), ("demo-batch", {}),
-                                  ("demo-legacy", {"kubekeeper/ignore": "true"})):
+                                  ("demo-legacy", {"kubekeeper/ignore": "true"}),
+                                  ("kubekeeper-system", {})):
             core.create_namespace({"metadata": {"name": name, "annotations": annotations}})
         _wait_for_default_account(core, ("demo-shop", "demo-batch", "demo-legacy"))
         _deployment_with_history(api, "demo-shop", "web", revisions=7)

@@ -15,7 +15,7 @@ from agents.policy import Policy
 
 
 def rows(obj: Any, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key path, default as written, meaning) for every setting, in file order."""
+    """(key path, default as written, meaning and range) for every setting, in file order."""
     out = []
     for f in fields(obj):
         if not f.compare or f.name == "overrides":
@@ -30,8 +30,9 @@ def rows(obj: Any, prefix: str = "") -> list[tuple[str, str, str]]:
             shown = list(shown)
         elif hasattr(shown, "items"):
             shown = dict(shown)
-        out.append((path, json.dumps(shown) if not isinstance(shown, str) else shown,
-                    f.metadata["doc"]))
+        bounds = getattr(f.metadata["check"], "bounds", None)
+        doc = f"{f.metadata['doc']} Range: {bounds}." if bounds else f.metadata["doc"]
+        out.append((path, json.dumps(shown) if not isinstance(shown, str) else shown, doc))
     return out
 
 

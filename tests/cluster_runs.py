@@ -42,10 +42,11 @@ cluster:
 
 
 class Run:
-    """The report of one run: action lines by name, the summary, the port's counter."""
+    """The report of one run: its text, action lines by name, the summary, the port's counter."""
 
     def __init__(self, stream: io.StringIO, summary: dict[str, Any], api: KubeApi):
-        parsed = report_lines.parse(stream.getvalue())
+        self.text = stream.getvalue()
+        parsed = report_lines.parse(self.text)
         self.lines, self.summary, self.api = report_lines.outcomes(parsed), summary, api
         self.intents = report_lines.intents(parsed)
         assert parsed[-1]["event"] == "run.summary"

@@ -25,6 +25,8 @@ class Behaviour:
     api_version: str = "v1"
     delay: float = 0.0
     """Seconds ListImages sleeps before answering."""
+    version_delay: float = 0.0
+    """Seconds Version sleeps before answering."""
     failure: tuple[grpc.StatusCode, str] | None = None
     """ListImages aborts with this status and message."""
 
@@ -34,6 +36,7 @@ class _Runtime(api_pb2_grpc.RuntimeServiceServicer):
         self._behaviour = behaviour
 
     def Version(self, request, context):
+        time.sleep(self._behaviour.version_delay)
         return api_pb2.VersionResponse(version="0.1.0", runtime_name="fake-cri",
                                        runtime_version="0.0.1",
                                        runtime_api_version=self._behaviour.api_version)

@@ -60,15 +60,17 @@ def write_policy(directory: Path, text: str, name: str = "policy.yaml") -> Path:
     return path
 
 
-def run_once(capsys: pytest.CaptureFixture[str], docker_host: str, policy: Path,
+def run_once(capsys: pytest.CaptureFixture[str], docker_host: str | None, policy: Path,
              *args: str, command: str = "run",
              state_dir: Path | None = None) -> tuple[int, list[dict[str, Any]]]:
     """``kubekeeper node run --once`` (or ``plan``) in-process; the report's JSON lines.
 
     The node's first-seen record lives beside the policy unless ``state_dir`` says where.
+    Without ``docker_host`` the runtime is what ``args`` say (``--runtime ...``).
     """
     capsys.readouterr()
-    argv = ["node", command, "--policy", str(policy), "--docker-host", docker_host,
+    docker = ["--docker-host", docker_host] if docker_host else []
+    argv = ["node", command, "--policy", str(policy), *docker,
             "--log-format", "json", "--node-name", "test-node",
             "--state-dir", str(state_dir or policy.parent / "state"), *args]
     if command == "run":

@@ -14,16 +14,19 @@ from agents.policy import ClusterPolicy
 SERVICE = "Kubernetes API"
 
 
-def connect(kubeconfig: str | None, context: str | None, policy: ClusterPolicy) -> KubeApi:
+def connect(kubeconfig: str | None, context: str | None, policy: ClusterPolicy,
+            in_cluster: bool = True) -> KubeApi:
     """A paced, counted API port; raises ``Unreachable`` when no configuration loads.
 
     ``--kubeconfig`` wins; without it a pod (``KUBERNETES_SERVICE_HOST`` set)
     uses its service account, and anything else reads ``$KUBECONFIG`` or
     ``~/.kube/config``. urllib3's own retries are turned off so that every
     request that reaches the wire goes through our counter and our backoff.
+    Without ``in_cluster`` (``restore``) a pod's service account is never used.
     """
     configuration = Configuration()
-    in_cluster = kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    in_cluster = (in_cluster and kubeconfig is None
+                  and bool(os.environ.get("KUBERNETES_SERVICE_HOST")))
     source = "in-cluster configuration" if in_cluster else _kubeconfig_path(kubeconfig)
     try:
         if in_cluster:

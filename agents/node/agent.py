@@ -1,9 +1,13 @@
 """``kubekeeper node run|plan``: one run per job (cleanup, logs), once or as a daemon.
 
-A run connects to Docker, takes its inventory, plans, executes (or only
-reports) and writes one ``run.summary``.  Docker not answering at the start of
-a run raises ``Unreachable`` (exit 3); once actions have started, its loss
-only fails the remaining actions and the summary is still written.
+A run finds the node's runtimes (``runtimes``: Docker, and containerd, CRI-O
+or cri-dockerd through the CRI), connects to each, takes each inventory,
+plans each with the same planners, executes (or only reports) under one cap,
+and writes one ``run.summary``; every line names its ``runtime``.  A runtime
+named by ``--runtime`` not answering at the start of a run raises
+``Unreachable`` (exit 3); once actions have started, its loss only fails its
+remaining actions and the summary is still written.  A node with no runtime
+socket at all gets one report line and a clean summary.
 """
 
 from __future__ import annotations
@@ -15,30 +19,37 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from agents import errors
-from agents.actions import Action
-from agents.node import inventory, log_inventory, state
-from agents.node.docker_port import DockerDown, DockerError, EnginePort
-from agents.node.executor import Execution, execute
+from agents.actions import Action, Outcome, Verb, refused
+from agents.node import log_inventory, runtimes, state
+from agents.node.docker_port import DockerDown, DockerError, Timeout
+from agents.node.executor import Execution, execute_all
 from agents.node.host_paths import HostPaths
 from agents.node.log_audit import plan_logs
 from agents.node.planner import details_needed, plan_cleanup
+from agents.node.runtimes import Runtime
+from agents.node.sessions import Session, connect, stamped
 from agents.policy import Policy
 from agents.report import Reporter, ReportObserver, annotated, choose_format, plan_table
 
 JOBS = ("cleanup", "logs")
+LOGS_ON_CRI = ("the log audit reads Docker's logging settings; on a CRI runtime the kubelet "
+               "rotates container logs (containerLogMaxSize): not audited here yet")
 
 
 @dataclass(frozen=True)
 class NodeOptions:
     """What the CLI passes; see ``kubekeeper node run --help``."""
 
-    docker_host: str
+    docker_host: str | None = None
+    """Docker's endpoint when given (``--docker-host``, ``$DOCKER_HOST``); else found."""
+    runtime: str = "auto"
+    """``--runtime``: auto, docker, containerd, crio or cri:<socket> (see ``runtimes``)."""
     host_root: str = "/"
     node_name: str | None = None
     log_format: str = "auto"
@@ -76,8 +87,10 @@ def run_node(policy: Policy, options: NodeOptions) -> int:
 def run_job(job: str, policy: Policy, options: NodeOptions, stop: threading.Event,
             stream: IO[str] | None = None, observer: ReportObserver | None = None
             ) -> dict[str, Any]:
-    """One run of one job; returns its summary.  Raises ``Unreachable`` before any action.
+    """One run of one job on every selected runtime; returns its summary.
 
+    Raises ``Unreachable`` before any action when no runtime could be reached
+    and one was expected (named by ``--runtime``, or found and not answering).
     ``node plan`` is a dry run like any other, through the same executor path:
     only its rendering on a terminal (a table) differs.
     """
@@ -85,26 +98,33 @@ def run_job(job: str, policy: Policy, options: NodeOptions, stop: threading.Even
     fmt = choose_format(options.log_format, stream)
     table = options.plan_only and fmt == "text"
     started = time.monotonic()
-    port = _connect(options.docker_host, policy.node.parallelism, options.runtime_timeout)
     dry_run = policy.dryRun or options.plan_only
     sink = io.StringIO() if table else stream
     reporter = Reporter("node", job, dry_run=dry_run, fmt=fmt, stream=sink,
                         node=options.node_name or socket.gethostname(), observer=observer)
     paths = HostPaths(options.host_root)
+    selection = runtimes.select(options.runtime, paths, policy.node.runtimes,
+                                options.docker_host)
+    connected, problems, found = _connect_all(selection.runtimes, policy, options)
     try:
-        try:
-            root, actions = _plan(job, port, paths, policy, options, datetime.now(UTC))
-        except DockerDown as exc:
-            raise errors.Unreachable("Docker", options.docker_host, exc) from exc
-        except DockerError as exc:
-            return reporter.summary(error=f"inventory failed: {exc}")
+        outcomes = [_report(reporter, _runtime_note(why, name))
+                    for name, why in (*selection.notes, *found)]
+        plans, failed = _plan_all(job, connected, paths, policy, options)
+        problems += failed
         deadline = started + options.deadline.total_seconds() if options.deadline else None
-        run = Execution(port, reporter, paths, root, policy.node.parallelism, stop, deadline)
-        outcomes, aborted = execute(actions, run, dry_run, policy.maxDeletionsPerRun)
+        runs = [(Execution(s.port, reporter, paths, root, policy.node.parallelism, stop,
+                           deadline, mutate=s.mutate(), runtime=s.label), actions)
+                for s, root, actions in plans]
+        done, aborted = execute_all(runs, dry_run, policy.maxDeletionsPerRun)
+        outcomes += done
         mark = sink.tell() if table else 0
-        summary = reporter.summary(aborted=aborted, error=_lost(run.unreachable))
+        lost = [f"{run.runtime} stopped answering during the run: {run.unreachable}"
+                for run, _ in runs if run.unreachable]
+        summary = reporter.summary(aborted=aborted, error="; ".join(problems + lost) or None,
+                                   runtimes=[s.runtime.name for s, _, _ in plans])
     finally:
-        port.close()
+        for session in connected:
+            session.close()
     if table:
         assert isinstance(sink, io.StringIO)
         stream.write(f"== node {job} plan ==\n{plan_table(annotated(o) for o in outcomes)}\n"
@@ -113,42 +133,103 @@ def run_job(job: str, policy: Policy, options: NodeOptions, stop: threading.Even
     return summary
 
 
-def _plan(job: str, port: EnginePort, paths: HostPaths, policy: Policy, options: NodeOptions,
-          now: datetime) -> tuple[str, list[Action]]:
-    """The Docker root and the job's plan, from a fresh inventory.
+def _connect_all(selected: Sequence[Runtime], policy: Policy, options: NodeOptions
+                 ) -> tuple[list[Session], list[str], list[tuple[str | None, str]]]:
+    """Sessions on the selected runtimes that answer; the run's problems; notes.
 
-    The cleanup plan reads the node's first-seen record, and every run but a
-    ``node plan`` stores the updated record before acting.
+    A runtime named on the command line that does not answer (down, or no
+    answer in time) is ``Unreachable`` (exit 3), as is a run where every runtime
+    found failed to answer.  A socket found by ``auto`` that answers with an
+    error (not CRI v1: Docker's own containerd runs without its CRI plugin) is
+    only noted: there is nothing to clean there.
+    """
+    sessions: list[Session] = []
+    problems: list[str] = []
+    notes: list[tuple[str | None, str]] = []
+    failure: tuple[Runtime, DockerError] | None = None
+    for runtime in selected:
+        try:
+            sessions.append(connect(runtime, policy.node.parallelism, options.runtime_timeout))
+        except DockerError as exc:
+            if not runtime.explicit and not isinstance(exc, (DockerDown, Timeout)):
+                notes.append((runtime.name, f"runtime {runtime.name} ({runtime.endpoint}) "
+                                            f"found, but not cleaned: {exc}"))
+                continue
+            failure = failure or (runtime, exc)
+            problems.append(f"cannot reach {runtime.label} at {runtime.endpoint}: {exc}")
+    if failure and (failure[0].explicit or not sessions):
+        for session in sessions:
+            session.close()
+        runtime, exc = failure
+        raise errors.Unreachable(runtime.label, runtime.endpoint, exc) from exc
+    return sessions, problems, notes
+
+
+def _plan_all(job: str, sessions: Sequence[Session], paths: HostPaths, policy: Policy,
+              options: NodeOptions) -> tuple[list[tuple[Session, str, list[Action]]], list[str]]:
+    """Each runtime's root and plan, its lines naming it, and the failed inventories.
+
+    A runtime whose inventory fails is left out of the run; when it is the
+    only one and it stopped answering, the run is ``Unreachable`` (exit 3).
+    """
+    plans = []
+    problems: list[str] = []
+    now = datetime.now(UTC)
+    for session in sessions:
+        try:
+            root, actions = _plan(job, session, paths, policy, options, now)
+        except DockerDown as exc:
+            if len(sessions) == 1:
+                raise errors.Unreachable(session.label, session.runtime.endpoint, exc) from exc
+            problems.append(f"inventory of {session.runtime.name} failed: {exc}")
+            continue
+        except DockerError as exc:
+            problems.append(f"inventory failed: {exc}" if len(sessions) == 1
+                            else f"inventory of {session.runtime.name} failed: {exc}")
+            continue
+        plans.append((session, root, stamped(actions, session.runtime.name)))
+    return plans, problems
+
+
+def _plan(job: str, session: Session, paths: HostPaths, policy: Policy, options: NodeOptions,
+          now: datetime) -> tuple[str, list[Action]]:
+    """The runtime's root and the job's plan, from a fresh inventory.
+
+    The cleanup plan reads the node's first-seen record for this runtime, and
+    every run but a ``node plan`` stores the updated record before acting.
     """
     if job == "logs":
-        facts = log_inventory.take_logs(port, paths)
+        if session.cri:
+            return "", [_runtime_note(LOGS_ON_CRI, session.runtime.name)]
+        facts = log_inventory.take_logs(session.port, paths)
         return facts.docker_root, plan_logs(facts, policy.node.logs, now)
-    store = state.StateFile(options.state_dir)
-    snap = inventory.take(port, paths)
+    store = state.StateFile(options.state_dir, session.runtime.name)
+    snap = session.take(paths)
     record = store.load(now)
     observed = state.observe(record, snap, now)
     snap = state.annotate(snap, observed)
-    containers, images = details_needed(snap, policy.node, now)
-    snap = inventory.with_details(port, snap, containers, images)
+    rules = session.rules(policy.node)
+    containers, images = details_needed(snap, rules, now)
+    snap = session.with_details(snap, containers, images)
     saved: OSError | None = None
     if not options.plan_only:
         try:
             store.save(observed)
         except OSError as exc:
             saved = exc
-    notes = state.findings(record, store, saved)
-    return snap.docker_root, notes + plan_cleanup(snap, policy.node, now)
+    notes = state.findings(record, store, saved) + session.notes(policy.node)
+    return snap.docker_root, notes + plan_cleanup(snap, rules, now)
 
 
-def _connect(endpoint: str, parallelism: int, timeout: float) -> EnginePort:
-    try:
-        return EnginePort(endpoint, pool_size=max(10, parallelism), timeout=timeout)
-    except DockerDown as exc:
-        raise errors.Unreachable("Docker", endpoint, exc) from exc
+def _report(reporter: Reporter, finding: Action) -> Outcome:
+    outcome = refused(finding, "")
+    reporter.action(outcome)
+    return outcome
 
 
-def _lost(unreachable: str | None) -> str | None:
-    return f"Docker stopped answering during the run: {unreachable}" if unreachable else None
+def _runtime_note(why: str, runtime: str | None = None) -> Action:
+    return stamped([Action(kind="runtime", name=runtime or "-", verb=Verb.REPORT,
+                           rule="--runtime", why=why)], runtime)[0]
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 import docker
 import docker.errors
+import docker.utils
 import requests.exceptions
 
 _T = TypeVar("_T")
@@ -83,6 +84,18 @@ class DockerPort(Protocol):
         ...
 
     def remove_volume(self, name: str) -> None: ...
+
+
+def check_endpoint(endpoint: str) -> None:
+    """Raise ValueError unless the SDK can use ``endpoint`` (``unix://…``, ``tcp://host:port``).
+
+    Checked before the first connection, so a typo is a usage error (exit 2),
+    not a traceback and not "Docker unreachable" (exit 3).
+    """
+    try:
+        docker.utils.parse_host(endpoint, False, False)
+    except (ValueError, docker.errors.DockerException) as exc:
+        raise ValueError(f"{endpoint[:80]!r} is not a Docker endpoint ({exc})") from None
 
 
 class EnginePort:

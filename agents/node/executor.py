@@ -21,12 +21,16 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from agents.actions import Action, Outcome, Result, over_cap, refused
 from agents.actions import dry_run as dry_outcome
 from agents.node.docker_port import DockerDown, DockerPort
+
+if TYPE_CHECKING:
+    from agents.node.cri_port import CriPort
 from agents.node.host_paths import HostPaths
 from agents.node.mutations import carry_out
 from agents.report import Reporter
@@ -39,7 +43,7 @@ PAST_DEADLINE = "not started: the run's deadline had passed"
 class Execution:
     """What one execution needs besides the plan; ``stop`` is shared with the signal handler."""
 
-    port: DockerPort
+    port: DockerPort | CriPort
     reporter: Reporter
     paths: HostPaths
     docker_root: str
@@ -49,6 +53,10 @@ class Execution:
     """``time.monotonic()`` after which no new action starts; None for no deadline."""
     unreachable: str | None = None
     """Docker's connection error, once it stopped answering during this execution."""
+    mutate: Callable[[Action], Outcome] | None = None
+    """How one action's change is made; None for Docker's (``mutations.carry_out``)."""
+    runtime: str = "Docker"
+    """The runtime's name in error lines."""
     kept_images: set[str] = field(default_factory=set)
     """Planned images that stayed: their planned parents are skipped."""
     children: dict[str, list[str]] = field(default_factory=dict)
@@ -61,18 +69,36 @@ def execute(actions: Sequence[Action], run: Execution, dry_run: bool,
     A plan over the cap changes nothing, in a real run or a dry run alike, so a
     dry run shows what the real one would do.
     """
-    aborted = over_cap(actions, cap)
-    if aborted:
-        return _report_all(actions, run.reporter, lambda a: refused(a, aborted)), aborted
-    if dry_run:
-        return _report_all(actions, run.reporter, dry_outcome), None
+    return execute_all([(run, actions)], dry_run, cap)
+
+
+def execute_all(plans: Sequence[tuple[Execution, Sequence[Action]]], dry_run: bool,
+                cap: int) -> tuple[list[Outcome], str | None]:
+    """Each runtime's plan through its own execution, one after the other, under one cap.
+
+    The cap judges the run's whole plan (every runtime's together), so a node
+    with two runtimes removes no more in a run than a node with one.
+    """
+    aborted = over_cap([a for _, actions in plans for a in actions], cap)
+    outcomes: list[Outcome] = []
+    for run, actions in plans:
+        if aborted:
+            outcomes += _report_all(actions, run.reporter, lambda a: refused(a, aborted))
+        elif dry_run:
+            outcomes += _report_all(actions, run.reporter, dry_outcome)
+        else:
+            outcomes += _apply(actions, run)
+    return outcomes, aborted
+
+
+def _apply(actions: Sequence[Action], run: Execution) -> list[Outcome]:
     run.children = _planned_children(actions)
     outcomes: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=run.parallelism, thread_name_prefix="rm") as pool:
         for wave in waves(actions):
             futures = [pool.submit(_attempt, action, run) for action in wave]
             outcomes += [future.result() for future in as_completed(futures)]
-    return outcomes, None
+    return outcomes
 
 
 def _planned_children(actions: Sequence[Action]) -> dict[str, list[str]]:
@@ -150,7 +176,8 @@ def _refusal(action: Action, run: Execution) -> Outcome | None:
     if run.deadline is not None and time.monotonic() > run.deadline:
         return Outcome(action, Result.SKIPPED, error=PAST_DEADLINE)
     if run.unreachable:
-        return Outcome(action, Result.FAILED, error=f"Docker unreachable: {run.unreachable}")
+        return Outcome(action, Result.FAILED,
+                       error=f"{run.runtime} unreachable: {run.unreachable}")
     stayed = [c for c in run.children.get(action.id, ()) if c in run.kept_images]
     if stayed:
         return Outcome(action, Result.SKIPPED,
@@ -161,11 +188,14 @@ def _refusal(action: Action, run: Execution) -> Outcome | None:
 def _carry_out(action: Action, run: Execution) -> Outcome:
     log = logger.bind(kind=action.kind, name=action.name, id=action.id)
     try:
-        outcome = carry_out(action, run.port, run.paths, run.docker_root)
+        if run.mutate is not None:
+            outcome = run.mutate(action)
+        else:
+            outcome = carry_out(action, run.port, run.paths, run.docker_root)
     except DockerDown as exc:
         run.unreachable = str(exc)
-        log.error("Docker stopped answering: {}", exc)
-        return Outcome(action, Result.FAILED, error=f"Docker unreachable: {exc}")
+        log.error("{} stopped answering: {}", run.runtime, exc)
+        return Outcome(action, Result.FAILED, error=f"{run.runtime} unreachable: {exc}")
     if outcome.result is not Result.DONE:
         log.info("{} {}: {}", action.verb, outcome.result, outcome.error)
     return outcome

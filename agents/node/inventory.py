@@ -1,4 +1,7 @@
-"""A read-only, frozen picture of the Docker objects the cleanup planners judge.
+"""A read-only, frozen picture of the runtime objects the cleanup planners judge.
+
+This module fills it from Docker; ``cri_inventory`` fills the same shape from
+the CRI, so the planners read one meaning whichever port answered.
 
 Taking the snapshot is the only I/O before planning.  It is taken in two steps
 so a large node stays cheap: ``take`` makes one list call per object type (plus
@@ -63,6 +66,8 @@ class Image:
     first_seen: datetime | None = None
     last_seen_in_use: datetime | None = None
     """The last run that saw a container using it, from the node's record."""
+    pinned: bool = False
+    """The CRI's own keep flag (set for the sandbox image); Docker has none."""
 
     @property
     def references(self) -> tuple[str, ...]:
@@ -81,6 +86,23 @@ class Volume:
     def anonymous(self) -> bool:
         """Docker names anonymous volumes with 64 hex digits (newer engines also label them)."""
         return bool(_ANONYMOUS_NAME.match(self.name)) or ANONYMOUS_LABEL in self.labels
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """A CRI pod sandbox: a runtime object of its own, not a container.
+
+    Its image (where the runtime tells it) is in use for as long as the
+    sandbox exists, whatever its state; Docker's sandboxes are containers
+    with the ``io.kubernetes.docker.type`` label instead.
+    """
+
+    id: str
+    name: str
+    namespace: str
+    state: str
+    image_id: str = ""
+    """Empty when the runtime does not say which image it runs (``pinned`` covers it)."""
 
 
 @dataclass(frozen=True)
@@ -122,11 +144,13 @@ class Snapshot:
     images: tuple[Image, ...] = ()
     volumes: tuple[Volume, ...] = ()
     disk: Disk | None = None
+    sandboxes: tuple[Sandbox, ...] = ()
+    """CRI pod sandboxes (empty on Docker, whose sandboxes are containers)."""
     _images_by_id: Mapping[str, Image] = field(
         default_factory=lambda: MappingProxyType({}), init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("containers", "images", "volumes"):
+        for name in ("containers", "images", "volumes", "sandboxes"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "_images_by_id",
                            MappingProxyType({i.id: i for i in self.images}))

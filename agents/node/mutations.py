@@ -57,10 +57,10 @@ def carry_out(action: Action, port: DockerPort, paths: HostPaths, docker_root: s
         if action.kind == "image":
             return _remove_image(action, port)
         if action.kind == "container":
-            return _removed(action, lambda: port.remove_container(action.id),
+            return removed(action, lambda: port.remove_container(action.id),
                             lambda: port.inspect_container(action.id))
         if action.kind == "volume":
-            return _removed(action, lambda: port.remove_volume(action.name),
+            return removed(action, lambda: port.remove_volume(action.name),
                             lambda: port.inspect_volume(action.name))
         if action.kind == "log" and action.verb is Verb.TRUNCATE:
             freed = truncate_log(paths, docker_root, action.details["path"])
@@ -74,7 +74,7 @@ def carry_out(action: Action, port: DockerPort, paths: HostPaths, docker_root: s
         return Outcome(action, Result.FAILED, error=str(exc))
 
 
-def _removed(action: Action, remove: Callable[[], None],
+def removed(action: Action, remove: Callable[[], None],
              inspect: Callable[[], Any]) -> Outcome:
     """Remove, then trust a 404 or a late answer only once an inspect confirms it."""
     try:
@@ -166,7 +166,7 @@ def _remove_image(action: Action, port: DockerPort) -> Outcome:
             except Gone:
                 continue  # someone else took this reference off: nothing to put back
             untagged.append(reference)
-        return _removed(action, lambda: port.remove_image(action.id),
+        return removed(action, lambda: port.remove_image(action.id),
                         lambda: port.inspect_image(action.id))
     except (Conflict, DockerError) as exc:
         if isinstance(exc, DockerDown) and not untagged:

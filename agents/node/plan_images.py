@@ -2,10 +2,14 @@
 
 Never planned, whatever the snapshot:
 - an image any remaining container uses, running or not;
+- an image the runtime pins (the CRI's ``pinned``, set for the sandbox image)
+  and the image of any CRI pod sandbox, in any state, whatever the policy;
 - an image another kept image is built on: an image is planned only when every
   child is planned too, and the executor removes children before parents;
 - an image with the keep label or matching an ``images.protect`` glob (on
-  ``repo:tag``, ``repo@digest`` or the id, with or without ``sha256:``);
+  ``repo:tag``, ``repo@digest`` or the id, with or without ``sha256:``; a
+  Docker Hub reference also in Docker's short form, as the CRI lists
+  ``docker.io/team/app:1`` where Docker lists ``team/app:1``);
 - with ``protectSandboxImages``: ``registry.k8s.io/pause*``, ``k8s.gcr.io/pause*``
   and the image of every pod sandbox container in the snapshot.
 
@@ -37,7 +41,13 @@ from types import MappingProxyType
 from agents.actions import Action, Verb
 from agents.node.ages import image_last_used
 from agents.node.inventory import Container, Disk, Image, Snapshot
-from agents.node.protection import SANDBOX_IMAGE_GLOBS, first_match, is_sandbox, keep_labelled
+from agents.node.protection import (
+    SANDBOX_IMAGE_GLOBS,
+    familiar,
+    first_match,
+    is_sandbox,
+    keep_labelled,
+)
 from agents.policy import ImageRules
 from agents.units import format_age, format_bytes, format_duration
 
@@ -102,7 +112,7 @@ def _disk_line(disk: Disk, why: str) -> Action:
 
 
 def _disk_not_visible(disk: Disk) -> Action:
-    why = (f"Docker root {disk.host_path} is not visible at {disk.local_path} "
+    why = (f"image store {disk.host_path} is not visible at {disk.local_path or '-'} "
            "(mount it under --host-root): disk pressure was not evaluated")
     return Action(kind="disk", name=disk.host_path, verb=Verb.REPORT, rule="images.diskPressure",
                   why=why, details=MappingProxyType({"path": disk.host_path, "visible": False}))
@@ -117,8 +127,11 @@ def pinned_images(snap: Snapshot, rules: ImageRules,
     for c in snap.containers:
         if rules.protectSandboxImages and is_sandbox(c.labels):
             pinned.setdefault(c.image_id, f"image of pod sandbox {c.name}")
+    for s in snap.sandboxes:
+        if s.image_id:
+            pinned.setdefault(s.image_id, f"image of pod sandbox {s.namespace}/{s.name}")
     for image in snap.images:
-        why = _protected(image, rules)
+        why = "pinned by the runtime" if image.pinned else _protected(image, rules)
         if why:
             pinned.setdefault(image.id, why)
     return pinned
@@ -134,7 +147,8 @@ def estimated_bytes(snap: Snapshot, image: Image) -> int:
 def _protected(image: Image, rules: ImageRules) -> str | None:
     if keep_labelled(image.labels):
         return "label kubekeeper.keep=true"
-    names = [*image.references, image.id, image.id.removeprefix("sha256:")]
+    names = [*image.references, *(familiar(r) for r in image.references), image.id,
+             image.id.removeprefix("sha256:")]
     for name in names:
         glob = first_match(name, rules.protect)
         if glob:

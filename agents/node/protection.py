@@ -39,5 +39,17 @@ def first_match(name: str, globs: Iterable[str]) -> str | None:
     return next((g for g in globs if fnmatch.fnmatchcase(name, g)), None)
 
 
+def familiar(reference: str) -> str:
+    """A reference as Docker shows it: ``docker.io/library/nginx:1`` → ``nginx:1``.
+
+    The CRI lists Docker Hub images by their full name, Docker by the short
+    one; globs written for either match both.
+    """
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if reference.startswith(prefix):
+            return reference[len(prefix):]
+    return reference
+
+
 def is_sandbox(labels: Mapping[str, str]) -> bool:
     return labels.get(DOCKER_TYPE) == SANDBOX

@@ -105,8 +105,10 @@ class StateFile:
 
 def observe(state: NodeState, snap: Snapshot, now: datetime) -> NodeState:
     """The record after seeing ``snap`` at ``now``: new objects first seen now, images that
-    any container uses (running or not) last seen in use now, vanished objects dropped."""
-    in_use = {c.image_id for c in snap.containers if c.image_id}
+    any container or CRI sandbox uses (running or not) last seen in use now, vanished
+    objects dropped."""
+    in_use = {c.image_id for c in snap.containers if c.image_id} | {
+        s.image_id for s in snap.sandboxes if s.image_id}
     return replace(
         state, found=True, problem=None,
         images=_seen(state.images, (i.id for i in snap.images), now),

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import psutil
 import yaml
 from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
 
@@ -21,6 +22,7 @@ from agents.cluster.api import KubeApi
 from scripts.localenv.kube_jobs import finish_job, job
 from tests import report_lines
 from tests.cluster_runs import ago, policy_for, run_task
+from tests.polling import wait_for
 from tests.tcp_proxy import TcpProxy
 
 DELETE = "completedJobs: {action: delete}"
@@ -121,7 +123,9 @@ def test_sigterm_during_a_throttle_wait_ends_the_run_with_a_summary(kube_api, na
         [sys.executable, "-m", "agents", "cluster", "run", "jobs", "--policy", str(path),
          "--kubeconfig", str(control_plane.kubeconfig), "--log-format", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # the namespace list went out; the next request waits 1000 s for a token
+    wait_for(lambda: connected(process.pid, urlparse(kube_api.configuration.host).port),
+             timeout=120, what="the run to reach the API server")
+    time.sleep(1)  # the namespace list went out; the next request waits 1000 s for a token
     process.send_signal(signal.SIGTERM)
     try:
         out, err = process.communicate(timeout=20)
@@ -132,6 +136,12 @@ def test_sigterm_during_a_throttle_wait_ends_the_run_with_a_summary(kube_api, na
     assert summary["event"] == "run.summary", err
     assert "not sent: stopped (SIGTERM)" in summary["error"]
     assert job_names(kube_api, namespace) == {"old-00", "old-01"}
+
+
+def connected(pid: int, port: int | None) -> bool:
+    """True once the process holds a connection to the API server's port."""
+    return any(c.raddr and c.raddr.port == port
+               for c in psutil.Process(pid).net_connections(kind="tcp"))
 
 
 class OptOutAfter(KubeApi):

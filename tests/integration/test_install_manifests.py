@@ -40,6 +40,7 @@ def test_daemonset_runs_the_node_daemon_on_every_node(docs: list[dict]) -> None:
     _hardened(container)
     assert container["args"][:2] == ["node", "run"] and "--once" not in container["args"]
     assert "--host-root=/host" in container["args"]
+    assert "--runtime=auto" in container["args"]
     assert "--state-dir=/var/lib/kubekeeper" in container["args"]
     assert "--deadline=20m" in container["args"]
     assert spec["tolerations"] == [{"operator": "Exists"}]
@@ -49,7 +50,7 @@ def test_daemonset_runs_the_node_daemon_on_every_node(docs: list[dict]) -> None:
 
     env = {e["name"]: e for e in container["env"]}
     assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
-    assert env["DOCKER_HOST"]["value"] == "unix:///var/run/docker.sock"
+    assert "DOCKER_HOST" not in env  # Docker is found under --host-root like every runtime
 
     probe = container["livenessProbe"]["httpGet"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -64,15 +65,15 @@ def test_daemonset_runs_the_node_daemon_on_every_node(docs: list[dict]) -> None:
                            "prometheus.io/path": "/metrics"}
 
 
-def test_daemonset_mounts_docker_read_only_and_keeps_its_record_on_the_node(
+def test_daemonset_mounts_every_runtime_read_only_and_keeps_its_record_on_the_node(
     docs: list[dict],
 ) -> None:
     spec = find(docs, "DaemonSet", "kubekeeper-node")["spec"]["template"]["spec"]
     host = {v["name"]: v["hostPath"] for v in spec["volumes"] if "hostPath" in v}
     mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
     expected = {
-        "docker-socket": ("/var/run/docker.sock", "/var/run/docker.sock", False),
-        "docker-root": ("/var/lib/docker", "/host/var/lib/docker", True),
+        "run": ("/run", "/host/run", True),
+        "var-lib": ("/var/lib", "/host/var/lib", True),
         "var-log": ("/var/log", "/host/var/log", True),
         "docker-config": ("/etc/docker", "/host/etc/docker", True),
         "state": ("/var/lib/kubekeeper", "/var/lib/kubekeeper", False),
@@ -82,7 +83,12 @@ def test_daemonset_mounts_docker_read_only_and_keeps_its_record_on_the_node(
         assert host[name]["path"] == host_path
         assert mounts[name]["mountPath"] == mount_path
         assert mounts[name].get("readOnly", False) is read_only
-    assert host["docker-socket"]["type"] == "Socket"
+    # The pod starts on a node of any runtime and creates no socket path on the host:
+    # the runtime directories are mounted whole, and each exists on every Linux node.
+    assert host["run"]["type"] == host["var-lib"]["type"] == "Directory"
+    assert not [v for v in host.values() if v.get("type") in ("Socket", "File")]
+    runtime_paths = [v["path"] for v in host.values() if v["path"].startswith(("/run", "/var/run"))]
+    assert runtime_paths == ["/run"]
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -49,7 +49,9 @@ patches:
             containers:
               - name: node
                 volumeMounts:
-                  - {{name: docker-root, mountPath: /host/var/lib/docker, readOnly: false}}
+                  - {{name: docker-root, mountPath: /host/var/lib/docker}}
+            volumes:
+              - {{name: docker-root, hostPath: {{path: /var/lib/docker, type: Directory}}}}
 """
 OWN_POLICY = "apiVersion: kubekeeper/v1\ndryRun: false\n"
 

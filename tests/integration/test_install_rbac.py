@@ -125,3 +125,15 @@ def test_node_account_holds_no_api_permission_at_all(
     for verb, resource in [("get", "pods"), ("list", "nodes"), ("create", "events"),
                            ("get", "configmaps"), *NEVER]:
         assert not installation.can_i(control_plane, user, verb, resource, NODE_NAMESPACE)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_no_task_account_can_recreate_what_it_deletes(
+    installed: list[dict], control_plane: ControlPlane, namespace: str, task: str
+) -> None:
+    """So ``kubekeeper restore`` must run with an admin's kubeconfig, never a CronJob's
+    account; it never loads the in-cluster configuration."""
+    user = account(SYSTEM_NAMESPACE, f"kubekeeper-{task}")
+    allowed = [resource for resource in ("jobs.batch", "replicasets.apps", "pods")
+               if installation.can_i(control_plane, user, "create", resource, namespace)]
+    assert allowed == []

@@ -156,7 +156,9 @@ def test_docker_unreachable_backs_off_fails_healthz_and_never_exits(tmp_path):
                  what="a logged failure with its retry delay")
         _, body = wait_for(lambda: (r := healthz(port))[0] == 503 and r,
                            what="/healthz to fail", timeout=20)
-        assert "Docker unreachable" in body or "no successful run" in body
+        # Both checks trip at twice the interval; either may answer first.
+        assert any(why in body for why in ("Docker unreachable", "no successful run",
+                                           "no run since start"))
         wait_for(lambda: any("retrying in 10s" in e for e in agent.stderr),
                  what="the delay to double", timeout=30)
         assert agent.process.poll() is None

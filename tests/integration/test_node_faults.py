@@ -41,9 +41,10 @@ def containers(engine: dockerd.DockerEngine, count: int) -> dict[str, str]:
 
 
 def left(engine: dockerd.DockerEngine) -> set[str]:
+    """Ids only: a removal the killed agent sent may still be finishing in the daemon."""
     client = engine.client()
     try:
-        return {c.id for c in client.containers.list(all=True)}
+        return {c.id for c in client.containers.list(all=True, sparse=True)}
     finally:
         client.close()
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
+import pytest
 import yaml
 
 from agents.cli import main
@@ -79,3 +81,66 @@ def test_unreachable_api_server_exits_3_and_names_the_endpoint(tmp_path, capsys)
                  "--kubeconfig", str(kubeconfig)])
     assert code == 3
     assert "https://127.0.0.1:1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1", "http", "٨٠"])
+def test_a_health_port_out_of_range_exits_2(tmp_path, capsys, port):
+    code = main(["node", "run", "--policy", str(ROOT / "policies.yaml"), "--docker-host",
+                 f"unix://{tmp_path}/none.sock", "--health-port", port])
+    assert code == 2
+    assert "is not a port (1 to 65535)" in capsys.readouterr().err
+
+
+def test_a_health_port_in_use_exits_2_with_a_message(tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["node", "run", "--policy", str(ROOT / "policies.yaml"), "--docker-host",
+                     f"unix://{tmp_path}/none.sock", "--health-port", str(port)])
+    assert code == 2
+    assert f"--health-port {port}: cannot listen there (Address already in use)" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("endpoint", ["http://[::1", "bogus://x", "tcp://host:99999",
+                                      "tcp://:abc"])
+def test_a_malformed_docker_host_exits_2_with_a_message(capsys, endpoint):
+    code = main(["node", "run", "--once", "--policy", str(ROOT / "policies.yaml"),
+                 "--docker-host", endpoint])
+    assert code == 2
+    assert f"--docker-host (or $DOCKER_HOST): {endpoint!r} is not a Docker endpoint" in \
+        capsys.readouterr().err
+
+
+def test_a_malformed_docker_host_variable_exits_2(capsys, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "http://[::1")
+    assert main(["node", "plan", "--policy", str(ROOT / "policies.yaml")]) == 2
+    assert "'http://[::1' is not a Docker endpoint" in capsys.readouterr().err
+
+
+def test_a_cron_that_never_fires_exits_2_at_daemon_start(tmp_path, capsys):
+    never = tmp_path / "policies.yaml"
+    never.write_text("apiVersion: kubekeeper/v1\nnode: {schedule: {logs: '0 0 30 2 *'}}\n")
+    code = main(["node", "run", "--policy", str(never), "--docker-host",
+                 f"unix://{tmp_path}/none.sock"])
+    assert code == 2
+    assert f'{never}:2:25: node.schedule.logs: "0 0 30 2 *" never fires' in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("special", ["/dev/null", "directory"])
+def test_policy_check_refuses_what_is_not_a_regular_file(tmp_path, capsys, special):
+    """(test_policy_corpus covers FIFOs and /dev/zero, guarded against a hang.)"""
+    path = str(tmp_path) if special == "directory" else special
+    assert main(["policy", "check", path]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory" in err or "is not a regular file" in err
+
+
+@pytest.mark.parametrize("option", ["--deadline", "--runtime-timeout"])
+def test_a_duration_option_past_every_limit_exits_2(tmp_path, capsys, option):
+    code = main(["node", "run", "--once", "--policy", str(ROOT / "policies.yaml"),
+                 "--docker-host", f"unix://{tmp_path}/none.sock", option, "99999999999d"])
+    assert code == 2
+    assert '"99999999999d" is longer than 3650d' in capsys.readouterr().err

@@ -83,7 +83,9 @@ def test_real_run_deletes_reports_the_manifest_and_records_an_event():
     assert summary["results"] == {"done": 1} and summary["errors"] == 0
 
 
-def test_dry_run_changes_nothing_and_carries_the_servers_verdict():
+def test_dry_run_sends_every_mutation_as_a_dry_run():
+    """The fake applies only writes sent without dryRun; the API server's own verdicts are
+    proven against the real one (test_cluster_safety)."""
     port = cluster(job("old"), deployment("web"))
     lines, _ = run(port, "all", dry_run=True)
     assert port.writes == []
@@ -91,8 +93,6 @@ def test_dry_run_changes_nothing_and_carries_the_servers_verdict():
         ("jobs", "job", "planned"), ("revisions", "deployment", "planned"),
         ("requests", "deployment", "done")}
     assert all(line["dry_run"] for line in lines)
-    planned = [line for line in lines if line["result"] == "planned"]
-    assert all(line["verdict"].startswith("accepted") for line in planned)
     assert port.counter.by_request["delete jobs"] == 1
 
 

@@ -142,7 +142,8 @@ def test_policy_info_names_the_policy_in_force_only():
     info = samples(text(metrics), "kubekeeper_policy_info", ("hash",))
     assert info == {(policy_hash(second),): 1.0}
     assert policy_hash(first) != policy_hash(second) and len(policy_hash(first)) == 12
-    assert samples(text(metrics), "kubekeeper_disk_high_ratio") == {(): 0.85}
+    high = second.node.images.diskPressure.highPercent
+    assert samples(text(metrics), "kubekeeper_disk_high_ratio") == {(): high / 100}
 
 
 def test_reloads_start_at_zero_and_count_by_result():

@@ -56,7 +56,8 @@ def test_unknown_key_suggests_the_closest():
 
 @pytest.mark.parametrize(("snippet", "expected"), [
     ("dryRun: 'no'", 'dryRun: "no" is not a boolean (write true or false)'),
-    ("maxDeletionsPerRun: many", 'maxDeletionsPerRun: "many" is not a whole number of 0 or more'),
+    ("maxDeletionsPerRun: many",
+     'maxDeletionsPerRun: "many" is not a whole number from 0 to 1000000'),
     ("node: {logs: {maxFileSize: 10Q}}",
      'node.logs.maxFileSize: "10Q" is not a quantity: unknown suffix'),
     ("node: {images: {diskPressure: {highPercent: 120}}}",

@@ -1,0 +1,216 @@
+"""``kubekeeper node run|plan`` on a real containerd, through the CRI, as on a kubelet node."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agents.node.cri_port import GrpcCriPort
+from scripts.localenv import cri_images, testimages
+from scripts.localenv.containerd import SANDBOX_IMAGE
+from tests.node_runs import actions, changes, policy_text, run_once, summaries, write_policy
+
+APP = cri_images.image(["kubekeeper.test/app:1"], "app 1")
+DONE = cri_images.image(["kubekeeper.test/migrate:1"], "migrate 1")
+OLD = cri_images.image(["kubekeeper.test/old:1", "kubekeeper.test/old:latest"], "old 1")
+STALE = cri_images.image(["kubekeeper.test/stale:1"], "stale 1")
+KEPT = cri_images.image(["docker.io/team/tool:1"], "team tool")  # the policy protects team/*
+
+
+@pytest.fixture
+def node(containerd_service, cri_client):
+    """A kubelet-like node: a pod running APP, with an exited DONE container beside it;
+    OLD and STALE used by nothing; KEPT protected by the policy; the pinned sandbox image."""
+    cri_images.import_images(containerd_service, [APP, DONE, OLD, STALE, KEPT])
+    pod = cri_client.run_pod("web", namespace="shop")
+    cri_client.running_container(pod, "server", APP.tags[0])
+    cri_client.exited_container(pod, "migrate", DONE.tags[0])
+    return containerd_service
+
+
+def cri_run(capsys, service, policy: Path, *args: str, command: str = "run",
+            job: str = "cleanup"):
+    return run_once(capsys, None, policy, "--runtime", f"cri:{service.endpoint}", "--job", job,
+                    *args, command=command)
+
+
+def listed(service) -> dict[str, set[str]]:
+    """Image ids, container ids and sandbox ids the CRI lists."""
+    port = GrpcCriPort(service.endpoint, timeout=10)
+    try:
+        return {"image": {i.id for i in port.images()},
+                "container": {c.id for c in port.containers()},
+                "sandbox": {s.id for s in port.sandboxes()}}
+    finally:
+        port.close()
+
+
+def sandbox_image_id(service) -> str:
+    port = GrpcCriPort(service.endpoint, timeout=10)
+    try:
+        return next(i.id for i in port.images() if SANDBOX_IMAGE in i.tags)
+    finally:
+        port.close()
+
+
+def test_a_run_removes_unused_images_and_keeps_pinned_used_and_protected_ones(
+        capsys, tmp_path, node):
+    before = listed(node)
+    code, lines = cri_run(capsys, node, write_policy(tmp_path, policy_text()))
+
+    assert code == 0, lines
+    after = listed(node)
+    assert before["image"] - after["image"] == {OLD.image_id, STALE.image_id}
+    assert {APP.image_id, DONE.image_id, KEPT.image_id, sandbox_image_id(node)} <= after["image"]
+    assert (after["container"], after["sandbox"]) == (before["container"], before["sandbox"])
+    done = {line["id"]: line for line in changes(lines)}
+    assert set(done) == {OLD.image_id, STALE.image_id}
+    assert {line["result"] for line in done.values()} == {"done"}
+    assert done[OLD.image_id]["removed"] == list(OLD.tags)
+    assert all(line["runtime"] == "cri" for line in actions(lines))
+    (summary,) = summaries(lines)
+    assert summary["runtimes"] == ["cri"] and summary["error"] is None
+
+
+def test_containers_and_volumes_are_said_to_be_out_of_scope_once_per_run(capsys, tmp_path,
+                                                                        node):
+    code, lines = cri_run(capsys, node, write_policy(tmp_path, policy_text()))
+
+    assert code == 0
+    notes = [line for line in actions(lines) if line["kind"] == "runtime"]
+    assert [line["reason"].split(":")[0] for line in notes] == ["containers", "volumes"]
+    assert "kubelet" in notes[0]["reason"] and "no volumes" in notes[1]["reason"]
+    assert not [line for line in actions(lines) if line["kind"] in ("container", "volume")]
+
+
+def test_the_log_audit_says_once_that_it_does_not_read_cri_runtimes(capsys, tmp_path, node):
+    code, lines = cri_run(capsys, node, write_policy(tmp_path, policy_text()), job="logs")
+
+    assert code == 0
+    (line,) = actions(lines)
+    assert (line["kind"], line["runtime"], line["result"]) == ("runtime", "cri", "done")
+    assert "containerLogMaxSize" in line["reason"]
+
+
+def test_dry_run_changes_nothing_and_plans_exactly_what_the_real_run_then_does(
+        capsys, tmp_path, node):
+    policy = write_policy(tmp_path, policy_text())
+    before = listed(node)
+    code, planned = cri_run(capsys, node, policy, command="plan")
+    assert code == 0 and listed(node) == before
+    code, dry = cri_run(capsys, node, write_policy(tmp_path, policy_text(dry_run=True), "dry.yaml"))
+    assert code == 0 and listed(node) == before
+
+    code, real = cri_run(capsys, node, policy)
+    as_planned = {(line["kind"], line["id"]) for line in changes(planned)
+                  if line["result"] == "planned"}
+    assert as_planned == {(line["kind"], line["id"]) for line in changes(dry)
+                          if line["result"] == "planned"}
+    assert as_planned == {(line["kind"], line["id"]) for line in changes(real)
+                          if line["result"] == "done"}
+    assert as_planned == {("image", OLD.image_id), ("image", STALE.image_id)}
+
+
+def test_a_plan_over_the_cap_removes_nothing(capsys, tmp_path, node):
+    before = listed(node)
+    code, lines = cri_run(capsys, node, write_policy(tmp_path, policy_text(cap=1)))
+
+    assert code == 1
+    assert listed(node) == before
+    (summary,) = summaries(lines)
+    assert "maxDeletionsPerRun=1" in summary["aborted"]
+    assert {line["result"] for line in changes(lines)} == {"skipped"}
+
+
+def test_ages_count_from_the_first_seen_record_of_the_runtime(capsys, tmp_path, node):
+    """Built long ago is not old: the first run sees every image for the first time."""
+    policy = write_policy(tmp_path, policy_text(older_than="1h"))
+    before = listed(node)
+    code, lines = cri_run(capsys, node, policy)
+
+    assert code == 0 and listed(node) == before
+    assert (tmp_path / "state" / "cri.json").exists()
+    said = [line["reason"] for line in actions(lines) if line["kind"] == "state"]
+    assert len(said) == 1 and "no record" in said[0]
+
+
+@pytest.fixture
+def host_root(node) -> Iterator[Path]:
+    """A host root whose /run/containerd/containerd.sock is the private containerd's socket
+    (a hard link: the same socket inode, reachable by another path)."""
+    root = Path(tempfile.mkdtemp(prefix="kk-hr-", dir="/tmp"))
+    (root / "run/containerd").mkdir(parents=True)
+    os.link(node.socket, root / "run/containerd/containerd.sock")
+    yield root
+    shutil.rmtree(root)
+
+
+def test_auto_finds_containerd_under_the_host_root_and_cleans_it(capsys, tmp_path, node,
+                                                                 host_root):
+    code, lines = run_once(capsys, None, write_policy(tmp_path, policy_text()),
+                           "--runtime", "auto", "--host-root", str(host_root), "--job", "cleanup")
+
+    assert code == 0, lines
+    assert {line["id"] for line in changes(lines)} == {OLD.image_id, STALE.image_id}
+    assert {line["runtime"] for line in actions(lines)} == {"containerd"}
+    assert summaries(lines)[0]["runtimes"] == ["containerd"]
+    assert (tmp_path / "state" / "containerd.json").exists()
+
+
+def test_the_policy_can_turn_the_runtime_off(capsys, tmp_path, node, host_root):
+    text = policy_text().replace("node:\n", "node:\n  runtimes: [docker]\n")
+    before = listed(node)
+    code, lines = run_once(capsys, None, write_policy(tmp_path, text), "--runtime", "auto",
+                           "--host-root", str(host_root), "--job", "cleanup")
+
+    assert code == 0 and listed(node) == before
+    (line,) = actions(lines)
+    assert (line["kind"], line["runtime"]) == ("runtime", "containerd")
+    assert "turned off by node.runtimes" in line["reason"]
+
+
+def test_disk_pressure_is_measured_on_the_image_filesystem(capsys, tmp_path, node):
+    text = policy_text().replace("diskPressure: {enabled: false}",
+                                 "diskPressure: {highPercent: 100, lowPercent: 99}")
+    code, lines = cri_run(capsys, node, write_policy(tmp_path, text), command="plan")
+
+    assert code == 0
+    (disk,) = [line for line in actions(lines) if line["kind"] == "disk"]
+    assert disk["name"].startswith(str(node.root)) and disk.get("visible") is not False
+    fs = os.statvfs(disk["name"])
+    assert disk["capacity"] == fs.f_blocks * fs.f_frsize
+    assert "no eviction" in disk["reason"]
+
+
+def test_a_node_with_docker_and_containerd_is_cleaned_on_both_under_one_cap(
+        capsys, tmp_path, node, host_root, docker_client, clean_docker):
+    """A CI node: Docker beside the kubelet's containerd, each with unused images (Docker:
+    an image and its base)."""
+    docker_old = testimages.layered_image(docker_client, "kubekeeper.test/docker-old:1", "d")
+    policy = write_policy(tmp_path, policy_text())
+    docker_ids = {i["Id"] for i in docker_client.api.images(all=True)}
+    runtime = ("--runtime", "auto", "--host-root", str(host_root), "--job", "cleanup")
+
+    code, capped = run_once(capsys, clean_docker.base_url,
+                            write_policy(tmp_path, policy_text(cap=2), "capped.yaml"), *runtime)
+    assert code == 1 and "maxDeletionsPerRun=2" in summaries(capped)[0]["aborted"]
+    assert {i["Id"] for i in docker_client.api.images(all=True)} == docker_ids
+    assert {OLD.image_id, STALE.image_id} <= listed(node)["image"]
+
+    code, lines = run_once(capsys, clean_docker.base_url, policy, *runtime)
+    assert code == 0, lines
+    done = {(line["runtime"], line["id"]) for line in changes(lines)}
+    assert docker_old.id in docker_ids and len(docker_ids) == 2
+    assert done == {("containerd", OLD.image_id), ("containerd", STALE.image_id),
+                    *(("docker", i) for i in docker_ids)}
+    assert {line["runtime"] for line in actions(lines)} == {"containerd", "docker"}
+    (summary,) = summaries(lines)
+    assert summary["runtimes"] == ["containerd", "docker"] and summary["errors"] == 0
+    assert not {OLD.image_id, STALE.image_id} & listed(node)["image"]
+    assert docker_client.api.images(all=True) == []
+    assert {p.name for p in (tmp_path / "state").iterdir()} == {"containerd.json", "docker.json"}

@@ -1,0 +1,97 @@
+"""An in-memory ``CriPort`` for unit tests: records in, the port's guarantees out.
+
+It keeps the real port's promises that the planners and executor rely on:
+removing an image takes every tag, a pinned or used image is a ``Conflict``,
+and a missing image is ``Gone`` to ``inspect_image`` and ``remove_image``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from agents.node.cri_port import (
+    CriContainer,
+    CriImage,
+    CriSandbox,
+    FilesystemUse,
+    RuntimeVersion,
+    uses,
+)
+from agents.node.docker_port import Conflict, Gone
+
+
+@dataclass
+class MemoryCri:
+    endpoint: str = "unix:///memory/cri.sock"
+    image_list: list[CriImage] = field(default_factory=list)
+    container_list: list[CriContainer] = field(default_factory=list)
+    sandbox_list: list[CriSandbox] = field(default_factory=list)
+    sandbox_images: dict[str, str] = field(default_factory=dict)
+    filesystems: list[FilesystemUse] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def add_image(self, image_id: str, *tags: str, size: int = 100, pinned: bool = False,
+                  digests: tuple[str, ...] = ()) -> CriImage:
+        image = CriImage(image_id, tuple(tags), digests, size, pinned)
+        self.image_list.append(image)
+        return image
+
+    def add_container(self, cid: str, image: str, state: str = "running",
+                      created: datetime | None = None, **labels: str) -> None:
+        self.container_list.append(CriContainer(
+            id=cid, name=cid, attempt=0, sandbox_id="", state=state, created=created,
+            image_id=image if image.startswith("sha256:") else "", image=image,
+            labels={k.replace("__", "."): v for k, v in labels.items()}))
+
+    def add_sandbox(self, sid: str, image: str | None, name: str = "web",
+                    namespace: str = "default") -> None:
+        self.sandbox_list.append(CriSandbox(sid, name, namespace, f"uid-{sid}", 0, "ready",
+                                            None))
+        if image:
+            self.sandbox_images[sid] = image
+
+    def version(self) -> RuntimeVersion:
+        return RuntimeVersion("memory", "0", "v1")
+
+    def images(self) -> list[CriImage]:
+        return list(self.image_list)
+
+    def inspect_image(self, image_id: str) -> CriImage:
+        for image in self.image_list:
+            if image_id in (image.id, *image.references):
+                return image
+        raise Gone(f"no image {image_id}")
+
+    def image_fs(self) -> list[FilesystemUse]:
+        return list(self.filesystems)
+
+    def containers(self) -> list[CriContainer]:
+        return list(self.container_list)
+
+    def sandboxes(self) -> list[CriSandbox]:
+        return list(self.sandbox_list)
+
+    def sandbox_image(self, sandbox_id: str) -> str | None:
+        if sandbox_id not in {s.id for s in self.sandbox_list}:
+            raise Gone(f"no sandbox {sandbox_id}")
+        return self.sandbox_images.get(sandbox_id)
+
+    def image_users(self, image_id: str) -> list[str]:
+        try:
+            image = self.inspect_image(image_id)
+        except Gone:
+            image = CriImage(image_id)
+        return [c.name for c in self.container_list if uses(c, image)]
+
+    def remove_image(self, image_id: str) -> None:
+        image = self.inspect_image(image_id)  # Gone, as the real port's check before its call
+        if image.pinned:
+            raise Conflict(f"image {image_id} is pinned by the runtime")
+        if self.image_users(image.id):
+            raise Conflict(f"image {image_id} is in use")
+        self.image_list.remove(image)
+        self.removed.append(image.id)
+
+    def close(self) -> None:
+        pass
