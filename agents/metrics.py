@@ -77,10 +77,11 @@ class Metrics:
             "runs of a daemon job (plus jitter).", ("agent", "task"), registry=registry)
         self._disk_usage = Gauge(
             "kubekeeper_disk_usage_ratio", "Used (or reserved) share of the image store's "
-            "filesystem, at the last cleanup run.", registry=registry)
+            "filesystem, at the last cleanup run; path is the store's directory on the host.",
+            ("path",), registry=registry)
         self._disk_capacity = Gauge(
             "kubekeeper_disk_capacity_bytes", "Size of the image store's filesystem.",
-            registry=registry)
+            ("path",), registry=registry)
         self._disk_high = Gauge(
             "kubekeeper_disk_high_ratio", "images.diskPressure.highPercent of the policy in "
             "force, as a ratio.", registry=registry)
@@ -92,8 +93,10 @@ class Metrics:
         if line["action"] in _FREES_SPACE and line["result"] == "done" and line.get("bytes"):
             self._reclaimed.labels(line["kind"]).inc(line["bytes"])
         if line["kind"] == "disk" and line.get("capacity"):
-            self._disk_capacity.set(line["capacity"])
-            self._disk_usage.set((line["capacity"] - line["available"]) / line["capacity"])
+            path = line.get("path") or line["name"]
+            self._disk_capacity.labels(path).set(line["capacity"])
+            self._disk_usage.labels(path).set(
+                (line["capacity"] - line["available"]) / line["capacity"])
 
     def summary(self, line: Mapping[str, Any]) -> None:
         """The ``run.summary`` line: duration, heartbeat and cap refusals."""

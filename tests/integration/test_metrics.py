@@ -97,9 +97,10 @@ def _equal_to_the_report(exposed: str, lines: list[dict], summary: dict) -> None
     assert samples(exposed, "kubekeeper_run_duration_seconds_count", ("task",)) == {
         ("cleanup",): 1.0}
     [disk] = [line for line in outcomes if line["kind"] == "disk"]
-    assert samples(exposed, "kubekeeper_disk_capacity_bytes") == {(): float(disk["capacity"])}
-    assert samples(exposed, "kubekeeper_disk_usage_ratio") == {
-        (): (disk["capacity"] - disk["available"]) / disk["capacity"]}
+    assert samples(exposed, "kubekeeper_disk_capacity_bytes", ("path",)) == {
+        (disk["path"],): float(disk["capacity"])}
+    assert samples(exposed, "kubekeeper_disk_usage_ratio", ("path",)) == {
+        (disk["path"],): (disk["capacity"] - disk["available"]) / disk["capacity"]}
     assert "victim" not in exposed and "orphan" not in exposed
 
 

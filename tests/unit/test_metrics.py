@@ -31,7 +31,8 @@ def image(name: str, size: int = 100) -> Action:
 
 def disk(capacity: int, available: int) -> Action:
     return Action("disk", "/var/lib/docker", Verb.REPORT, "images.diskPressure", "ok",
-                  details={"capacity": capacity, "available": available})
+                  details={"path": "/var/lib/docker", "capacity": capacity,
+                           "available": available})
 
 
 def run(metrics: Metrics, outcomes: list[Outcome], task: str = "cleanup",
@@ -86,8 +87,10 @@ def test_disk_line_sets_usage_ratio_and_capacity():
     metrics, _ = fresh()
     run(metrics, [Outcome(disk(1000, 250), Result.DONE)])
     exposed = text(metrics)
-    assert samples(exposed, "kubekeeper_disk_usage_ratio") == {(): 0.75}
-    assert samples(exposed, "kubekeeper_disk_capacity_bytes") == {(): 1000.0}
+    assert samples(exposed, "kubekeeper_disk_usage_ratio", ("path",)) == {
+        ("/var/lib/docker",): 0.75}
+    assert samples(exposed, "kubekeeper_disk_capacity_bytes", ("path",)) == {
+        ("/var/lib/docker",): 1000.0}
 
 
 def test_summary_sets_duration_heartbeat_and_outcome():
