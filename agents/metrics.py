@@ -6,7 +6,8 @@ disagree with the report (an intent line counts nothing; its outcome does).
 Each process owns one ``CollectorRegistry``, passed in; nothing here is global.
 
 Labels are the low-cardinality fields of a line (agent, task, kind, action,
-result) and never an object's name, namespace or id.  Bytes are counted as
+result; the image store's ``path`` on the disk families) and never an object's
+name, namespace or id.  Bytes are counted as
 reclaimed only for deletions and truncations that were ``done``: a dry run's
 ``planned`` bytes are reclaimable, not reclaimed.
 

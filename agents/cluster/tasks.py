@@ -296,7 +296,8 @@ def _pushed(policy: Policy, task: str) -> Iterator[Metrics | None]:
     """With ``cluster.metrics.pushgateway``, the run's metrics, pushed when it ends.
 
     A CronJob's pod is gone before any scrape, so the run pushes its families
-    under ``{job="kubekeeper", task=...}``; a run that never reached the API
+    as the group ``{job="kubekeeper", cronjob="kubekeeper-<task>"}``, replacing
+    that task's previous run; a run that never reached the API
     server pushes its ``error`` outcome. A failed push is only logged.
     """
     url = policy.cluster.metrics.pushgateway
