@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -211,6 +212,21 @@ def _dns_label(value: Any) -> str:
 
 
 dns_label = described(_dns_label, {"type": "string", "pattern": _DNS_LABEL.pattern})
+
+
+def _optional_http_url(value: Any) -> str | None:
+    """An http(s) URL with a host, or None (off): where a push goes over plain HTTP."""
+    if value is None:
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{_show(value)} is not an http(s) URL (write e.g. "
+                         "http://pushgateway.monitoring:9091, or leave it out)")
+    return value
+
+
+optional_http_url = described(_optional_http_url, {
+    "type": ["string", "null"], "pattern": r"^https?://[^\s/:]+"})
 
 
 def _kinds(value: Any) -> tuple[str, ...]:

@@ -128,7 +128,10 @@ def _add_node_commands(commands: argparse._SubParsersAction, common: _Parser) ->
                              help="each run's budget (e.g. 20m): no action starts after it")
             cmd.add_argument("--once", action="store_true", help="one run, then exit")
             cmd.add_argument("--health-port", type=_port, default=None,
-                             help="serve /healthz on this port (daemon mode)")
+                             help="serve /healthz and /metrics on this port (daemon mode)")
+            cmd.add_argument("--metrics-port", type=_port, default=None,
+                             help="serve /metrics (and /healthz) on this port too "
+                                  "(daemon mode)")
         cmd.set_defaults(handler=_node, plan_only=name == "plan")
 
 
@@ -293,7 +296,8 @@ def _node(args: argparse.Namespace) -> int:
         docker_host=docker_host, runtime=runtime, host_root=args.host_root,
         node_name=args.node_name, log_format=args.log_format,
         job=args.job, plan_only=args.plan_only, once=getattr(args, "once", True),
-        health_port=getattr(args, "health_port", None), policy_path=args.policy,
+        health_port=getattr(args, "health_port", None),
+        metrics_port=getattr(args, "metrics_port", None), policy_path=args.policy,
         dry_run_override=args.dry_run, state_dir=args.state_dir,
         deadline=getattr(args, "deadline", None),
         runtime_timeout=args.runtime_timeout.total_seconds())

@@ -267,6 +267,13 @@ class RecycleBin:
 
 
 @dataclass(frozen=True)
+class ClusterMetrics:
+    pushgateway: str | None = setting(
+        checks.optional_http_url, None,
+        "Pushgateway URL each run pushes its metrics to, grouped by task (off when unset).")
+
+
+@dataclass(frozen=True)
 class ClusterPolicy:
     apiQPS: float = setting(checks.qps, 20, "Client-side API request rate limit (0: unlimited).",
                             checks.render_number)
@@ -281,6 +288,7 @@ class ClusterPolicy:
     redactManifests: bool = setting(
         checks.boolean, True, "Redact env values and secret-looking fields in report manifests.")
     recycleBin: RecycleBin = section(RecycleBin, "Complete manifests of what was deleted.")
+    metrics: ClusterMetrics = section(ClusterMetrics, "Prometheus metrics of the cluster tasks.")
     resourceRequests: ResourceRequests = section(ResourceRequests, "The requests task.")
     revisionHistory: RevisionHistory = section(RevisionHistory, "The revisions task.")
     completedJobs: CompletedJobs = section(CompletedJobs, "The jobs task.")

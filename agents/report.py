@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from agents.actions import Action, Outcome, Result, Verb
 from agents.units import format_bytes
@@ -71,11 +71,23 @@ def choose_format(requested: str, stream: IO[str]) -> str:
     return "text" if stream.isatty() else "json"
 
 
+class ReportObserver(Protocol):
+    """Sees each outcome line and the summary as written (``agents.metrics.Metrics``).
+
+    It reads the line itself, so whatever it derives agrees with the report.
+    """
+
+    def action(self, line: dict[str, Any]) -> None: ...
+
+    def summary(self, line: dict[str, Any]) -> None: ...
+
+
 class Reporter:
     """Writes action lines and the summary for one run; safe across threads."""
 
     def __init__(self, agent: str, task: str, dry_run: bool, node: str | None = None,
-                 stream: IO[str] | None = None, fmt: str = "json", run_id: str | None = None):
+                 stream: IO[str] | None = None, fmt: str = "json", run_id: str | None = None,
+                 observer: ReportObserver | None = None):
         self.agent, self.task, self.dry_run, self.node = agent, task, dry_run, node
         self.run_id = run_id or new_run_id()
         self._ops = 0
@@ -87,6 +99,7 @@ class Reporter:
         self._bytes = 0
         self._failed = 0
         self._started = time.monotonic()
+        self._observer = observer
 
     def intent(self, action: Action, task: str | None = None) -> int:
         """Record, flushed, that ``action`` is about to be carried out; returns its ``op``.
@@ -128,6 +141,8 @@ class Reporter:
                 self._bytes += _bytes(outcome) or 0
             self._failed += outcome.result is Result.FAILED
             self._write(out)
+            if self._observer is not None:
+                self._observer.action(line)
 
     def _line(self, action: Action, task: str | None, op: int, event: str, result: str,
               level: str) -> dict[str, Any]:
@@ -173,6 +188,8 @@ class Reporter:
             if runtimes is not None:
                 line["runtimes"] = runtimes
             self._write(self._render(line, _text_summary))
+            if self._observer is not None:
+                self._observer.summary(line)
         return line
 
     def _render(self, line: dict[str, Any], as_text: Callable[[dict[str, Any]], str]) -> str:

@@ -19,11 +19,20 @@ import pytest
 from kubernetes.client import ApiClient, CoreV1Api, V1Namespace, V1ObjectMeta
 from kubernetes.client.exceptions import ApiException
 
-from scripts.localenv import containerd, controlplane, cri_pods, dockerd, node, testimages
+from scripts.localenv import (
+    containerd,
+    controlplane,
+    cri_pods,
+    dockerd,
+    node,
+    prometheus,
+    testimages,
+)
 from scripts.localenv.containerd import Containerd
 from scripts.localenv.controlplane import ControlPlane
 from scripts.localenv.dockerd import DockerEngine
 from scripts.localenv.node import Node
+from scripts.localenv.prometheus import Pushgateway
 from tests.polling import wait_for
 
 S = TypeVar("S")
@@ -102,6 +111,20 @@ def cri_client(containerd_service: Containerd) -> Iterator[cri_pods.CriClient]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def pushgateway_service() -> Iterator[Pushgateway]:
+    """A private Pushgateway on a free loopback port, for this session: `.url`, `.metrics()`."""
+    yield from _run_service("the private Pushgateway", prometheus.start, prometheus.stop,
+                            "kk-pushgw-")
+
+
+@pytest.fixture
+def pushgateway(pushgateway_service: Pushgateway) -> Pushgateway:
+    """The session's Pushgateway, emptied of every pushed group."""
+    pushgateway_service.wipe()
+    return pushgateway_service
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+from prometheus_client import CollectorRegistry
+
 from agents import errors
 from agents.actions import Action, Outcome, Result, over_cap
 from agents.cluster import (
@@ -48,8 +50,9 @@ from agents.cluster.inventory import Inventory
 from agents.cluster.namespace_gate import NamespaceGate
 from agents.cluster.recycle_bin import RecycleBin
 from agents.cluster.resources import RESOURCES
+from agents.metrics import Metrics
 from agents.policy import ClusterPolicy, Policy, ResourceRequests
-from agents.report import Reporter, choose_format, plan_table
+from agents.report import Reporter, ReportObserver, choose_format, plan_table
 from agents.units import format_duration
 
 BIN_TASK = "recycle-bin"
@@ -140,17 +143,19 @@ def run_cluster(policy: Policy, options: ClusterOptions) -> int:
     summary names it) or, by raising ``Unreachable``, never answered.
     """
     api = connect(options.kubeconfig, options.context, policy.cluster)
-    with _sigterm_halts(api.halt), _deadline_halts(api.halt, options.deadline):
+    with _sigterm_halts(api.halt), _deadline_halts(api.halt, options.deadline), \
+            _pushed(policy, options.task) as metrics:
         summary = run_tasks(api, policy, options.task, plan_only=options.plan_only,
-                            fmt=choose_format(options.log_format, sys.stdout))
+                            fmt=choose_format(options.log_format, sys.stdout),
+                            observer=metrics)
     if api.halt.unreachable:
         return errors.EXIT_UNREACHABLE
     return errors.exit_code([summary])
 
 
 def run_tasks(port: ClusterPort, policy: Policy, task: str, *, plan_only: bool = False,
-              fmt: str = "json", stream: IO[str] | None = None, now: datetime | None = None
-              ) -> dict[str, Any]:
+              fmt: str = "json", stream: IO[str] | None = None, now: datetime | None = None,
+              observer: ReportObserver | None = None) -> dict[str, Any]:
     """One run; returns the summary line (exit code: ``errors.exit_code([summary])``).
 
     Raises ``Unreachable`` when the first request gets no answer at all. A
@@ -160,7 +165,8 @@ def run_tasks(port: ClusterPort, policy: Policy, task: str, *, plan_only: bool =
     stream = stream or sys.stdout
     table = plan_only and fmt == "text"
     sink = io.StringIO() if table else stream
-    reporter = Reporter("cluster", task, policy.dryRun or plan_only, stream=sink, fmt=fmt)
+    reporter = Reporter("cluster", task, policy.dryRun or plan_only, stream=sink, fmt=fmt,
+                        observer=observer)
     outcomes, aborted, error = _run(port, policy, task, reporter, now or datetime.now(UTC),
                                     keep_record=not plan_only)
     if port.halt.failure:
@@ -295,6 +301,30 @@ def _annotated(outcome: Outcome) -> Action:
     if outcome.result is Result.FAILED or outcome.result is Result.SKIPPED:
         return replace(action, why=f"{action.why} [{outcome.result}: {outcome.error}]")
     return action
+
+
+@contextmanager
+def _pushed(policy: Policy, task: str) -> Iterator[Metrics | None]:
+    """With ``cluster.metrics.pushgateway``, the run's metrics, pushed when it ends.
+
+    A CronJob's pod is gone before any scrape, so the run pushes its families
+    as the group ``{job="kubekeeper", cronjob="kubekeeper-<task>"}``, replacing
+    that task's previous run; a run that never reached the API
+    server pushes its ``error`` outcome. A failed push is only logged.
+    """
+    url = policy.cluster.metrics.pushgateway
+    if url is None:
+        yield None
+        return
+    metrics = Metrics(CollectorRegistry())
+    metrics.policy(policy)
+    try:
+        yield metrics
+    except errors.Unreachable:
+        metrics.unreachable("cluster", task, datetime.now(UTC))
+        raise
+    finally:
+        metrics.push(url, task)
 
 
 @contextmanager

@@ -35,7 +35,7 @@ from agents.node.planner import details_needed, plan_cleanup
 from agents.node.runtimes import Runtime
 from agents.node.sessions import Session, connect, stamped
 from agents.policy import Policy
-from agents.report import Reporter, annotated, choose_format, plan_table
+from agents.report import Reporter, ReportObserver, annotated, choose_format, plan_table
 
 JOBS = ("cleanup", "logs")
 LOGS_ON_CRI = ("the log audit reads Docker's logging settings; on a CRI runtime the kubelet "
@@ -57,6 +57,7 @@ class NodeOptions:
     plan_only: bool = False
     once: bool = True
     health_port: int | None = None
+    metrics_port: int | None = None
     policy_path: str = "policies.yaml"
     dry_run_override: bool | None = None
     state_dir: str = "/var/lib/kubekeeper"
@@ -84,7 +85,8 @@ def run_node(policy: Policy, options: NodeOptions) -> int:
 
 
 def run_job(job: str, policy: Policy, options: NodeOptions, stop: threading.Event,
-            stream: IO[str] | None = None) -> dict[str, Any]:
+            stream: IO[str] | None = None, observer: ReportObserver | None = None
+            ) -> dict[str, Any]:
     """One run of one job on every selected runtime; returns its summary.
 
     Raises ``Unreachable`` before any action when no runtime could be reached
@@ -99,7 +101,7 @@ def run_job(job: str, policy: Policy, options: NodeOptions, stop: threading.Even
     dry_run = policy.dryRun or options.plan_only
     sink = io.StringIO() if table else stream
     reporter = Reporter("node", job, dry_run=dry_run, fmt=fmt, stream=sink,
-                        node=options.node_name or socket.gethostname())
+                        node=options.node_name or socket.gethostname(), observer=observer)
     paths = HostPaths(options.host_root)
     selection = runtimes.select(options.runtime, paths, policy.node.runtimes,
                                 options.docker_host)

@@ -14,6 +14,9 @@
   after a delay doubling from 5s to 5m; the process never exits for it.
 - SIGTERM: the run in progress finishes its current items, skips the rest,
   writes its summary, and the process exits 0.
+- ``/metrics`` (``agents.metrics``) is fed by every run's report, by each
+  reload and by the schedule; it is served with ``/healthz``, and on
+  ``--metrics-port`` too when that is another port.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from agents import errors
 from agents.checks import Trigger, cron_trigger
+from agents.metrics import Metrics
 from agents.node import health
 from agents.node.agent import NodeOptions, run_job
 from agents.policy import Policy
@@ -48,12 +53,20 @@ def serve(policy: Policy, options: NodeOptions, stop: threading.Event) -> int:
     A schedule that cannot run (a cron that never fires) is ``PolicyInvalid``
     before anything starts: exit 2 with the reason, not a crash loop.
     """
-    daemon = _Daemon(policy, options, stop)
-    server = _serve_health(options.health_port, daemon.health)
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # process_start_time_seconds: the stale-run alert
+    daemon = _Daemon(policy, options, stop, Metrics(registry))
+    ports: dict[int, str] = {}
+    for port, option in ((options.health_port, "--health-port"),
+                         (options.metrics_port, "--metrics-port")):
+        if port is not None:
+            ports.setdefault(port, option)
+    servers = [_serve_health(port, option, daemon.health, daemon.metrics)
+               for port, option in ports.items()]
     try:
         daemon.start()
     except ValueError as exc:
-        if server is not None:
+        for server in servers:
             server.shutdown()
         raise PolicyInvalid([PolicyError(options.policy_path, 0, 0, "node.schedule",
                                          str(exc))]) from None
@@ -61,19 +74,17 @@ def serve(policy: Policy, options: NodeOptions, stop: threading.Event) -> int:
         pass
     logger.bind(kind="daemon", name="node", id=os.getpid()).info("stopping (signal received)")
     daemon.scheduler.shutdown(wait=True)
-    if server is not None:
+    for server in servers:
         server.shutdown()
     return errors.EXIT_OK
 
 
-def _serve_health(port: int | None, state: health.Health) -> Any:
-    """The /healthz server, or None without a port; a port in use is a usage error."""
-    if port is None:
-        return None
+def _serve_health(port: int, option: str, state: health.Health, metrics: Metrics) -> Any:
+    """The /healthz and /metrics server; a port in use is a usage error."""
     try:
-        return health.serve(port, state)
+        return health.serve(port, state, metrics=metrics.exposition)
     except OSError as exc:
-        raise errors.BadOption(f"--health-port {port}: cannot listen there "
+        raise errors.BadOption(f"{option} {port}: cannot listen there "
                                f"({exc.strerror or exc})") from None
 
 
@@ -105,8 +116,12 @@ def interval_of(schedule: Trigger, now: datetime) -> timedelta:
 
 
 class _Daemon:
-    def __init__(self, policy: Policy, options: NodeOptions, stop: threading.Event):
+    def __init__(self, policy: Policy, options: NodeOptions, stop: threading.Event,
+                 metrics: Metrics | None = None):
         self.policy, self.options, self.stop = policy, options, stop
+        self.metrics = metrics or Metrics(CollectorRegistry())
+        self.metrics.policy(policy)
+        self.metrics.watch_reloads()
         self.health = health.Health(datetime.now(UTC))
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -137,20 +152,26 @@ class _Daemon:
             delay = random.uniform(0, jitter)
             self.scheduler.add_job(self._run, trigger, args=[job], id=job,
                                    next_run_time=now + timedelta(seconds=delay))
-            self.health.expect(job, interval)
+            self._expect(job, interval)
         self.scheduler.add_job(self._reload_if_changed, IntervalTrigger(seconds=WATCH_EVERY_S),
                                id="policy-watch", executor="watch")
         self.scheduler.start()
+
+    def _expect(self, job: str, interval: timedelta) -> None:
+        self.health.expect(job, interval)
+        self.metrics.expect("node", job, interval.total_seconds())
 
     def _run(self, job: str) -> None:
         """One scheduled run; every failure is contained here so the loop goes on."""
         if self.stop.is_set():
             return
         try:
-            summary: dict[str, Any] = run_job(job, self.policy, self.options, self.stop)
+            summary: dict[str, Any] = run_job(job, self.policy, self.options, self.stop,
+                                              observer=self.metrics)
             problem = summary.get("error")
         except errors.Unreachable as exc:
             self.health.unreachable(datetime.now(UTC))
+            self.metrics.unreachable("node", job, datetime.now(UTC))
             problem = str(exc)
         except Exception as exc:  # a bug must not end the DaemonSet pod in a crash loop
             self._log.opt(exception=exc).error("{} run crashed", job)
@@ -183,14 +204,18 @@ class _Daemon:
             policy = load_policy(path)
             plan = self.schedule_for(policy)
         except PolicyInvalid as exc:
+            self.metrics.reload(accepted=False)
             log.error("the changed policy is invalid; the last good one stays in force "
                       "({} problems):\n{}", len(exc.errors), exc)
             return
         except Exception as exc:  # a reload must never leave the daemon half-changed
+            self.metrics.reload(accepted=False)
             log.opt(exception=exc).error("the changed policy cannot be applied; the last good "
                                          "one stays in force: {}", exc)
             return
+        self.metrics.reload(accepted=True)
         self._apply(policy, plan)
+        self.metrics.policy(self.policy)
         log.info("policy reloaded (dryRun={})", self.policy.dryRun)
 
     def _apply(self, policy: Policy, plan: dict[str, tuple[BaseTrigger, timedelta]]) -> None:
@@ -201,7 +226,7 @@ class _Daemon:
             return
         for job, (trigger, interval) in plan.items():
             self.scheduler.reschedule_job(job, trigger=trigger)
-            self.health.expect(job, interval)
+            self._expect(job, interval)
 
 
 def _fingerprint(path: str) -> tuple[str, int, int, int] | None:

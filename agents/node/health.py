@@ -1,4 +1,4 @@
-"""``/healthz`` for the DaemonSet's liveness probe.
+"""``/healthz`` for the DaemonSet's liveness probe, and ``/metrics`` beside it.
 
 Healthy means every job has completed a run (reached Docker, planned, acted or
 reported) within twice its schedule interval, counted from the daemon's start
@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from loguru import logger
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from agents.units import format_age, format_duration
 
@@ -60,21 +61,28 @@ class Health:
 
 
 def serve(port: int, health: Health,
-          clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> ThreadingHTTPServer:
-    """Start answering ``GET /healthz`` on ``port`` in a background thread."""
+          clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+          metrics: Callable[[], bytes] | None = None) -> ThreadingHTTPServer:
+    """Start answering ``GET /healthz`` (and ``/metrics``, given ``metrics``) on ``port``
+    in a background thread."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path.split("?", 1)[0] != "/healthz":
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics" and metrics is not None:
+                self._answer(200, metrics(), CONTENT_TYPE_PLAIN_0_0_4)
+                return
+            if path != "/healthz":
                 self._answer(404, "not found\n")
                 return
             problem = health.problem(clock())
             self._answer(503 if problem else 200, f"{problem or 'ok'}\n")
 
-        def _answer(self, status: int, body: str) -> None:
-            data = body.encode()
+        def _answer(self, status: int, body: str | bytes,
+                    content_type: str = "text/plain; charset=utf-8") -> None:
+            data = body.encode() if isinstance(body, str) else body
             self.send_response(status)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -56,6 +56,13 @@ def test_daemonset_runs_the_node_daemon_on_every_node(docs: list[dict]) -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert probe["path"] == "/healthz"
     assert f"--health-port={ports[probe['port']]}" in container["args"]
+    assert f"--metrics-port={ports['metrics']}" in container["args"]
+    assert ports["metrics"] != ports["health"]
+    annotations = find(docs, "DaemonSet", "kubekeeper-node")["spec"]["template"]["metadata"][
+        "annotations"]
+    assert annotations == {"prometheus.io/scrape": "true",
+                           "prometheus.io/port": str(ports["metrics"]),
+                           "prometheus.io/path": "/metrics"}
 
 
 def test_daemonset_mounts_every_runtime_read_only_and_keeps_its_record_on_the_node(
