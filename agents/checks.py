@@ -250,30 +250,22 @@ def _label_key_fits(key: str) -> bool:
     return len(prefix) <= 253 and len(name) <= 63
 
 
-def _resources(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ValueError(f"{_show(value)} is not a list of resources ({', '.join(RESOURCE_NAMES)})")
-    for item in value:
-        if item not in RESOURCE_NAMES:
-            raise ValueError(f"{_show(item)} is not a resource; known: {', '.join(RESOURCE_NAMES)}"
-                             f"{suggestion(item, RESOURCE_NAMES)}")
-    return tuple(value)
+def names_from(allowed: tuple[str, ...], what: str) -> Callable[[Any], tuple[str, ...]]:
+    """A list of names out of a fixed set (``resources``, ``runtimes``), with a suggestion
+    for a misspelt one."""
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"{_show(value)} is not a list of {what}s ({', '.join(allowed)})")
+        for item in value:
+            if item not in allowed:
+                raise ValueError(f"{_show(item)} is not a {what}; known: {', '.join(allowed)}"
+                                 f"{suggestion(item, allowed)}")
+        return tuple(value)
+    return described(check, {"type": "array", "items": {"enum": list(allowed)}})
 
 
-resources = described(_resources, {"type": "array", "items": {"enum": list(RESOURCE_NAMES)}})
-
-
-def _runtimes(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ValueError(f"{_show(value)} is not a list of runtimes ({', '.join(RUNTIME_NAMES)})")
-    for item in value:
-        if item not in RUNTIME_NAMES:
-            raise ValueError(f"{_show(item)} is not a runtime; known: {', '.join(RUNTIME_NAMES)}"
-                             f"{suggestion(item, RUNTIME_NAMES)}")
-    return tuple(value)
-
-
-runtimes = described(_runtimes, {"type": "array", "items": {"enum": list(RUNTIME_NAMES)}})
+resources = names_from(RESOURCE_NAMES, "resource")
+runtimes = names_from(RUNTIME_NAMES, "runtime")
 
 
 def choice(*allowed: str) -> Callable[[Any], str]:

@@ -12,12 +12,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
+from kubernetes.client.exceptions import ApiException
 
 from agents.cluster.api import KubeApi
 from agents.cluster.tasks import run_tasks
 from agents.policy import Policy
 from agents.policy_loader import parse_policy
+from scripts.localenv.kube_jobs import finish_job, job
 from tests import report_lines
 
 
@@ -98,6 +100,30 @@ class Interleaved(KubeApi):
 
 def ago(**delta: float) -> datetime:
     return datetime.now(UTC) - timedelta(**delta)
+
+
+def old_job(client: ApiClient, namespace: str, name: str, days: float = 3,
+            annotations: dict | None = None, owner: dict | None = None) -> None:
+    """A Job that completed ``days`` ago (finished through the status subresource)."""
+    batch = BatchV1Api(client)
+    body = job(name)
+    body.metadata.annotations = annotations
+    if owner:
+        body.metadata.owner_references = [owner]
+    batch.create_namespaced_job(namespace, body)
+    finish_job(batch, namespace, name, succeeded=True, started=ago(days=days),
+               finished=ago(days=days))
+
+
+def exists(read: Callable[..., Any], *args: Any) -> bool:
+    """Whether ``read(*args)`` finds the object (404: no; any other error is raised)."""
+    try:
+        read(*args)
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
 
 
 def events_about(client: ApiClient, namespace: str, name: str) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from agents.actions import Action, Outcome, Result
 from agents.node.docker_port import Conflict, DockerDown, DockerError
-from agents.node.mutations import removed
+from agents.node.mutations import in_use, removed
 
 if TYPE_CHECKING:
     from agents.node.cri_port import CriPort
@@ -39,11 +39,9 @@ def carry_out(action: Action, port: CriPort) -> Outcome:
 
 
 def _remove_image(action: Action, port: CriPort) -> Outcome:
-    users = port.image_users(action.id)
-    if users:
-        return Outcome(action, Result.SKIPPED,
-                       error=f"conflict: in use by container {', '.join(sorted(users)[:5])} "
-                             "(checked before removing: nothing was changed)")
+    used = in_use(action, port.image_users(action.id), "removing")
+    if used:
+        return used
     outcome = removed(action, lambda: port.remove_image(action.id),
                       lambda: port.inspect_image(action.id))
     if outcome.result is not Result.DONE:

@@ -151,12 +151,20 @@ def _inspect_patiently(inspect: Callable[[], Any]) -> None:
                 raise
 
 
+def in_use(action: Action, users: Sequence[str], before: str) -> Outcome | None:
+    """The outcome for an image a container uses since planning (checked ``before`` any
+    change), or None when nothing uses it: no runtime is asked to force."""
+    if not users:
+        return None
+    return Outcome(action, Result.SKIPPED,
+                   error=f"conflict: in use by container {', '.join(sorted(users)[:5])} "
+                         f"(checked before {before}: nothing was changed)")
+
+
 def _remove_image(action: Action, port: DockerPort) -> Outcome:
-    users = port.image_users(action.id)
-    if users:
-        return Outcome(action, Result.SKIPPED,
-                       error=f"conflict: in use by container {', '.join(sorted(users)[:5])} "
-                             "(checked before untagging: nothing was changed)")
+    used = in_use(action, port.image_users(action.id), "untagging")
+    if used:
+        return used
     untagged: list[str] = []
     try:
         for reference in extra_references(action.details.get("tags", ()),

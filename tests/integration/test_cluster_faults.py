@@ -19,9 +19,8 @@ from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
 
 from agents.cli import main
 from agents.cluster.api import KubeApi
-from scripts.localenv.kube_jobs import finish_job, job
 from tests import report_lines
-from tests.cluster_runs import ago, policy_for, run_task
+from tests.cluster_runs import old_job, policy_for, run_task
 from tests.polling import wait_for
 from tests.tcp_proxy import TcpProxy
 
@@ -29,12 +28,9 @@ DELETE = "completedJobs: {action: delete}"
 
 
 def old_jobs(client: ApiClient, namespace: str, count: int) -> list[str]:
-    batch = BatchV1Api(client)
     names = [f"old-{i:02d}" for i in range(count)]
     for name in names:
-        batch.create_namespaced_job(namespace, job(name))
-        finish_job(batch, namespace, name, succeeded=True, started=ago(days=3),
-                   finished=ago(days=3))
+        old_job(client, namespace, name)
     return names
 
 

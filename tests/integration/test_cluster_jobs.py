@@ -6,13 +6,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
-from kubernetes.client.exceptions import ApiException
 
 from scripts.localenv.kube_jobs import finish_job, job
 from tests.cluster_runs import (
     ago,
     container,
     events_about,
+    exists,
     policy_for,
     run_task,
 )
@@ -41,16 +41,6 @@ def job_pod(client: ApiClient, namespace: str, job_name: str, uid: str) -> None:
             "apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": uid,
             "controller": True, "blockOwnerDeletion": True}]},
         "spec": {"restartPolicy": "Never", "containers": [container()]}})
-
-
-def exists(read, *args) -> bool:
-    try:
-        read(*args)
-    except ApiException as err:
-        if err.status == 404:
-            return False
-        raise
-    return True
 
 
 def reapply(plane, namespace: str, manifest: dict) -> str:

@@ -10,35 +10,21 @@ from collections.abc import Iterator
 import pytest
 import urllib3
 from kubernetes.client import ApiClient, AppsV1Api, BatchV1Api, CoreV1Api
-from kubernetes.client.exceptions import ApiException
 
 from agents.cluster.api import KubeApi
-from scripts.localenv.kube_jobs import finish_job, job
-from tests.cluster_runs import Interleaved, ago, events_about, pod_template, policy_for, run_task
+from tests.cluster_runs import (
+    Interleaved,
+    events_about,
+    exists,
+    old_job,
+    pod_template,
+    policy_for,
+    run_task,
+)
 from tests.polling import wait_for
 
 DELETE = "completedJobs: {action: delete}"
 LIMITRANGES = "resourceRequests: {action: limitrange}"
-
-
-def old_job(client: ApiClient, namespace: str, name: str, owner: dict | None = None) -> None:
-    batch = BatchV1Api(client)
-    body = job(name)
-    if owner:
-        body.metadata.owner_references = [owner]
-    batch.create_namespaced_job(namespace, body)
-    finish_job(batch, namespace, name, succeeded=True, started=ago(days=3),
-               finished=ago(days=3))
-
-
-def gone(read, *args) -> bool:
-    try:
-        read(*args)
-    except ApiException as err:
-        if err.status == 404:
-            return True
-        raise
-    return False
 
 
 @pytest.fixture
@@ -48,14 +34,14 @@ def doomed_namespace(kube_api: ApiClient) -> Iterator[str]:
     name = f"kk-doomed-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name}})
     yield name
-    if not gone(core.read_namespace, name):
+    if exists(core.read_namespace, name):
         core.delete_namespace(name)
 
 
 def delete_namespace_and_wait(client: ApiClient, name: str) -> None:
     core = CoreV1Api(client)
     core.delete_namespace(name)
-    wait_for(lambda: gone(core.read_namespace, name), timeout=60,
+    wait_for(lambda: not exists(core.read_namespace, name), timeout=60,
              what=f"namespace {name} to be gone")
 
 
@@ -168,11 +154,11 @@ def test_jobs_of_other_controllers_are_kept_unless_their_kind_is_opted_in(kube_a
     assert (kept["action"], kept["result"]) == ("delete", "skipped")
     assert kept["error"].startswith("kept: owned by ConfigMap controller")
     assert run.line("job", "bare")["result"] == "done"
-    assert not gone(BatchV1Api(kube_api).read_namespaced_job, "theirs", namespace)
+    assert exists(BatchV1Api(kube_api).read_namespaced_job, "theirs", namespace)
     [(reason, message)] = events_about(kube_api, namespace, "theirs")
     assert reason == "KubekeeperSkipped" and "owned by ConfigMap controller" in message
     assert run.summary["results"] == {"done": 1, "skipped": 1}
 
     opted = policy_for(namespace, "completedJobs: {action: delete, ownerKinds: [ConfigMap]}")
     assert run_task(kube_api, opted, "jobs").line("job", "theirs")["result"] == "done"
-    assert gone(BatchV1Api(kube_api).read_namespaced_job, "theirs", namespace)
+    assert not exists(BatchV1Api(kube_api).read_namespaced_job, "theirs", namespace)

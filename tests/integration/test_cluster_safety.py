@@ -19,27 +19,17 @@ from kubernetes.client import (
 
 from agents.cli import main
 from agents.cluster.api import KubeApi
-from scripts.localenv.kube_jobs import finish_job, job
 from tests.cluster_runs import (
     Interleaved,
     ago,
     events_about,
+    old_job,
     pod_template,
     policy_for,
     run_task,
 )
 
 DELETE = "completedJobs: {action: delete}"
-
-
-def old_job(client: ApiClient, namespace: str, name: str, days: float = 3,
-            annotations: dict | None = None) -> None:
-    batch = BatchV1Api(client)
-    body = job(name)
-    body.metadata.annotations = annotations
-    batch.create_namespaced_job(namespace, body)
-    finish_job(batch, namespace, name, succeeded=True, started=ago(days=days),
-               finished=ago(days=days))
 
 
 def job_names(client: ApiClient, namespace: str) -> set[str]:
