@@ -38,7 +38,7 @@ def resizes(inventory: Inventory, owner_of: Mapping[tuple[str, str], tuple[str, 
     actions = []
     for pod in inventory.pod:
         mine = owner_of.get((pod.meta.namespace, pod.meta.name)) == (owner.kind, owner.name)
-        if not mine or pod.phase != "Running" or pod.meta.ignored:
+        if not mine or pod.phase != "Running" or pod.meta.ignored or pod.meta.deleting:
             continue
         action = _resize(pod, owner, rules, inventory, int(now.timestamp()))
         if action is not None:

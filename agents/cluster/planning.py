@@ -17,9 +17,10 @@ def rules_for(meta: Meta, policies: Mapping[str, ClusterPolicy]) -> ClusterPolic
 
     ``policies`` holds only the namespaces in scope (see ``inventory.scope``),
     so this one check covers the globs, the namespace annotation and the
-    object's own ``kubekeeper/ignore: "true"``.
+    object's own ``kubekeeper/ignore: "true"``. An object already being deleted is
+    left to the deletion: patching it races its finalizers and is answered with 404.
     """
-    if meta.ignored:
+    if meta.ignored or meta.deleting:
         return None
     return policies.get(meta.namespace)
 

@@ -48,6 +48,9 @@ class Meta:
     owners: tuple[Owner, ...]
     requests_patched: datetime | None = None
     """When kubekeeper last changed its requests (``kubekeeper/requests-patched-at``)."""
+    deleting: bool = False
+    """It has a ``deletionTimestamp``: the API server is already removing it (a finalizer
+    holds it, or ``--cascade=orphan`` is being carried out), so it is not ours to change."""
 
     @property
     def controller(self) -> Owner | None:
@@ -213,7 +216,7 @@ def meta_of(kind: str, raw: dict) -> Meta:
     patched = _time_or_none((m.get("annotations") or {}).get(REQUESTS_PATCHED))
     return Meta(kind, m.get("namespace", ""), m.get("name", ""), m.get("uid", ""),
                 m.get("resourceVersion", ""), parse_time(m.get("creationTimestamp")),
-                is_ignored(m), owners, patched)
+                is_ignored(m), owners, patched, bool(m.get("deletionTimestamp")))
 
 
 def is_ignored(metadata: dict) -> bool:

@@ -161,6 +161,23 @@ def test_a_replicaset_orphaned_a_moment_ago_is_young_however_old_it_is(kube_api,
     assert replicasets_any(apps, namespace) == []
 
 
+def test_a_deployment_being_deleted_is_not_patched(kube_api, namespace):
+    """A finalizer holds a deleted Deployment with a deletionTimestamp (as the garbage
+    collector does during ``--cascade=orphan``): it is left alone, never patched."""
+    apps = AppsV1Api(kube_api)
+    deployment_with_revisions(kube_api, namespace, 5)
+    apps.patch_namespaced_deployment("web", namespace,
+                                     {"metadata": {"finalizers": ["kubekeeper.test/hold"]}})
+    apps.delete_namespaced_deployment("web", namespace)
+    try:
+        run = run_task(kube_api, policy_for(namespace, PATCH), "revisions")
+        held = apps.read_namespaced_deployment("web", namespace)
+        assert held.metadata.deletion_timestamp and held.spec.revision_history_limit == 10
+        assert run.lines == []
+    finally:
+        apps.patch_namespaced_deployment("web", namespace, {"metadata": {"finalizers": None}})
+
+
 def replicasets_any(apps: AppsV1Api, namespace: str) -> list[str]:
     return [rs.metadata.name for rs in apps.list_namespaced_replica_set(namespace).items
             if not rs.metadata.deletion_timestamp]

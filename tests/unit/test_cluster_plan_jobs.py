@@ -89,6 +89,15 @@ def test_complete_job_past_succeeded_ttl_is_deleted_with_its_manifest():
     assert "managedFields" not in manifest["metadata"] and "status" not in manifest
 
 
+def test_a_job_already_being_deleted_is_not_deleted_again():
+    raw_meta = {"deletionTimestamp": ago(seconds=5)}
+    doomed = records.job({"kind": "Job", "metadata": {
+        "name": "old", "namespace": "apps", "uid": "uid-old", **raw_meta},
+        "status": {"conditions": [{"type": "Complete", "status": "True",
+                                   "lastTransitionTime": ago(days=2)}]}})
+    assert plan(Inventory(job=(doomed,))) == []
+
+
 def test_report_action_changes_nothing():
     [action] = plan(Inventory(job=(job("old"),)), policies())
     assert action.verb is Verb.REPORT and action.sealed is None

@@ -22,19 +22,22 @@ def policies(revisions_yaml: str = "{}"):
 
 
 def deployment(name: str, limit: int | None = None, revision: int = 6,
-               kind: str = "deployment") -> records.Workload:
+               kind: str = "deployment", deleted: datetime | None = None) -> records.Workload:
     spec = {"template": {"spec": {"containers": [{"name": "c"}]}}}
     if limit is not None:
         spec["revisionHistoryLimit"] = limit
-    return records.workload(kind)({"metadata": {
-        "name": name, "namespace": "apps", "uid": f"uid-{name}", "resourceVersion": "11",
-        "annotations": {"deployment.kubernetes.io/revision": str(revision)}}, "spec": spec})
+    meta = {"name": name, "namespace": "apps", "uid": f"uid-{name}", "resourceVersion": "11",
+            "annotations": {"deployment.kubernetes.io/revision": str(revision)}}
+    if deleted:
+        meta["deletionTimestamp"] = rfc3339(deleted)
+    return records.workload(kind)({"metadata": meta, "spec": spec})
 
 
 def replicaset(name: str, revision: int | None = None, owner: str | None = "web",
                replicas: int = 0, age: timedelta = timedelta(days=30),
                recorded: timedelta | None = timedelta(days=30),
-               written: timedelta | None = None) -> records.ReplicaSet:
+               written: timedelta | None = None, deleted: datetime | None = None
+               ) -> records.ReplicaSet:
     """``recorded``: how long ago kubekeeper noted it ownerless (None: not yet);
     ``written``: how long ago its metadata or spec last changed (default: at creation)."""
     meta: dict = {"name": name, "namespace": "apps", "uid": f"uid-{name}",
@@ -45,6 +48,8 @@ def replicaset(name: str, revision: int | None = None, owner: str | None = "web"
          "time": rfc3339(NOW - (written or age))},
         {"manager": "kube-controller-manager", "operation": "Update",
          "subresource": "status", "time": rfc3339(NOW)}]
+    if deleted:
+        meta["deletionTimestamp"] = rfc3339(deleted)
     if recorded is not None:
         meta["annotations"]["kubekeeper/ownerless-since"] = rfc3339(NOW - recorded)
     if revision is not None:
@@ -91,6 +96,16 @@ def test_patch_lowers_only_the_limit_and_is_guarded_by_resource_version():
     assert action.details["patch"] == {"spec": {"revisionHistoryLimit": 3},
                                        "metadata": {"resourceVersion": "11"}}
     assert action.why.endswith("pod template untouched, no restart")
+
+
+def test_objects_already_being_deleted_are_left_to_the_deletion():
+    """A Deployment deleted with ``--cascade=orphan`` lives on for a moment with a
+    deletionTimestamp; patching it then only races the garbage collector (and 404s)."""
+    sets = tuple(replicaset(f"web-{n}", n) for n in range(1, 7))
+    sets += (replicaset("lost", owner=None, deleted=NOW),)
+    doomed = Inventory(deployment=(deployment("web", deleted=NOW),), replicaset=sets)
+    opted_in = policies("{action: patch, ownerlessReplicaSets: {enabled: true}}")
+    assert plan(doomed, opted_in) == []
 
 
 def test_limits_within_the_maximum_are_fine():
