@@ -7,6 +7,7 @@ the reason and its log tail; it is never skipped, locally or in CI.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -165,7 +166,21 @@ def kube_node() -> Iterator[Node]:
     nothing is pulled), `.name` and `.log_tails()`. One per machine: it fails, naming
     the holder, when another local node runs.
     """
+    shared = os.environ.get("KUBEKEEPER_SHARED_NODE")
+    if shared:
+        yield _shared_node(Path(shared))
+        return
     yield from _run_service("the local node", node.start, node.stop, "kk-node-")
+
+
+def _shared_node(state_dir: Path) -> Node:
+    """The node in ``$KUBEKEEPER_SHARED_NODE``, started there if none runs, and left
+    running: for several checkouts testing on one machine, where only one node fits
+    (``scripts/node-down --state-dir DIR`` stops it)."""
+    try:
+        return node.start(state_dir)
+    except Exception as err:
+        pytest.fail(f"the shared local node in {state_dir} did not start: {err}", pytrace=False)
 
 
 @pytest.fixture
