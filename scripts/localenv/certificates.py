@@ -29,8 +29,9 @@ class Pki:
     directory: Path
 
     def cert(self, name: str) -> Path:
-        """Certificate `name`: ca, apiserver, admin, controller-manager, scheduler or
-        kubelet-client (and a node's, once `client` made it)."""
+        """Certificate `name`: ca, apiserver, admin, controller-manager, scheduler,
+        kubelet-client, front-proxy-ca or front-proxy-client (and a node's, once `client`
+        made it)."""
         return self.directory / f"{name}.crt"
 
     def key(self, name: str) -> Path:
@@ -43,8 +44,13 @@ class Pki:
         return self.directory / "service-account.pub"
 
 
+FRONT_PROXY_CLIENT = "front-proxy-client"
+"""The CN the API server shows aggregated API servers (metrics-server) when it proxies."""
+
+
 def create(directory: Path, address: str = "127.0.0.1") -> Pki:
-    """Generate a CA, the API server's serving cert, four client certs and an SA key pair.
+    """Generate a CA, the API server's serving cert, four client certs, an SA key pair, and
+    the aggregation layer's own CA and proxy client.
 
     The admin client is in group system:masters; the controller manager and the
     scheduler have the identities the bootstrap RBAC policy grants their permissions
@@ -52,11 +58,16 @@ def create(directory: Path, address: str = "127.0.0.1") -> Pki:
     on `address` too when another is given. kubelet-client is what the API server shows
     a kubelet for `logs` and `exec`:
     the kubelet's webhook authorizer asks the API server about it, and system:masters
-    may do anything.
+    may do anything. The front proxy has a CA of its own, as kubeadm's: an aggregated
+    API server trusts the user named in the proxy's headers only from certificates of that
+    CA, so no ordinary client certificate can claim to be the proxy.
     """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki = Pki(directory)
-    _self_signed_ca(pki)
+    _self_signed_ca(pki, "ca", "kubekeeper-test-ca")
+    _self_signed_ca(pki, "front-proxy-ca", "kubekeeper-test-front-proxy-ca")
+    _signed(pki, FRONT_PROXY_CLIENT, f"CN = {FRONT_PROXY_CLIENT}", "clientAuth",
+            ca="front-proxy-ca")
     serving = _SERVING_NAMES if address == "127.0.0.1" else f"{_SERVING_NAMES},IP:{address}"
     _signed(pki, "apiserver", "CN = kube-apiserver", "serverAuth", serving)
     _signed(pki, "admin", "O = system:masters\nCN = kubekeeper-admin", "clientAuth")
@@ -84,11 +95,17 @@ def client(pki: Pki, name: str, subject: str) -> None:
     _signed(pki, name, subject, "clientAuth")
 
 
-def _self_signed_ca(pki: Pki) -> None:
+def serving(pki: Pki, name: str, subject: str, alt_names: str) -> None:
+    """Sign a serving certificate `name` for `alt_names` (`DNS:...,IP:...`), e.g. for an
+    aggregated API server the API server verifies with the CA."""
+    _signed(pki, name, subject, "serverAuth", alt_names)
+
+
+def _self_signed_ca(pki: Pki, name: str, common_name: str) -> None:
     config = _config(
         pki,
-        "ca",
-        "CN = kubekeeper-test-ca",
+        name,
+        f"CN = {common_name}",
         "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign",
     )
     _openssl(
@@ -98,9 +115,9 @@ def _self_signed_ca(pki: Pki) -> None:
         "-nodes",
         *_ec_key(),
         "-keyout",
-        pki.key("ca"),
+        pki.key(name),
         "-out",
-        pki.cert("ca"),
+        pki.cert(name),
         "-days",
         _DAYS,
         "-config",
@@ -110,8 +127,9 @@ def _self_signed_ca(pki: Pki) -> None:
     )
 
 
-def _signed(pki: Pki, name: str, subject: str, usage: str, alt_names: str = "") -> None:
-    """A leaf certificate for `name`, signed by the CA, for `usage` (extendedKeyUsage)."""
+def _signed(pki: Pki, name: str, subject: str, usage: str, alt_names: str = "",
+            ca: str = "ca") -> None:
+    """A leaf certificate for `name`, signed by `ca`, for `usage` (extendedKeyUsage)."""
     extensions = (
         "basicConstraints = critical, CA:FALSE\n"
         "keyUsage = critical, digitalSignature, keyEncipherment\n"
@@ -139,9 +157,9 @@ def _signed(pki: Pki, name: str, subject: str, usage: str, alt_names: str = "") 
         "-in",
         request,
         "-CA",
-        pki.cert("ca"),
+        pki.cert(ca),
         "-CAkey",
-        pki.key("ca"),
+        pki.key(ca),
         "-set_serial",
         str(secrets.randbits(63)),
         "-days",

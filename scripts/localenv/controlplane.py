@@ -229,6 +229,18 @@ def _start_apiserver(plane: ControlPlane, pki: certificates.Pki, etcd_port: int,
         f"--kubelet-client-certificate={pki.cert('kubelet-client')}",
         f"--kubelet-client-key={pki.key('kubelet-client')}",
         "--kubelet-preferred-address-types=Hostname",
+        # The aggregation layer, for metrics-server (metrics.k8s.io): the API server proxies
+        # to it as front-proxy-client, and the user goes in these headers, which it trusts
+        # only from that certificate. Aggregated servers are reached at their endpoints'
+        # addresses (EndpointSlices), not through a Service IP: no kube-proxy is needed.
+        f"--requestheader-client-ca-file={pki.cert('front-proxy-ca')}",
+        f"--requestheader-allowed-names={certificates.FRONT_PROXY_CLIENT}",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki.cert(certificates.FRONT_PROXY_CLIENT)}",
+        f"--proxy-client-key-file={pki.key(certificates.FRONT_PROXY_CLIENT)}",
+        "--enable-aggregator-routing=true",
         f"--service-account-key-file={pki.service_account_public_key}",
         f"--service-account-signing-key-file={pki.key('service-account')}",
         "--service-account-issuer=https://kubernetes.default.svc",
