@@ -250,6 +250,14 @@ def _text_summary(line: dict[str, Any]) -> str:
     return printable(head) + aborted + error
 
 
+def as_text(line: dict[str, Any]) -> str:
+    """One JSON report line as ``--log-format text`` would have written it: how a pod's
+    JSON log (``kubectl logs``) reads for a person, with the same words as a text run."""
+    render = {"action.intent": _text_intent, "action": _text_action, "run.note": _text_note,
+              "run.summary": _text_summary}.get(line.get("event", ""))
+    return render(line) if render else printable(json.dumps(line, default=str))
+
+
 def annotated(outcome: Outcome) -> Action:
     """A plan table's row: the action, with why it would not happen, if it would not."""
     action = outcome.action

@@ -1,10 +1,13 @@
 """The clutter scripts/demo cleans up: what a busy node and cluster accumulate.
 
-Docker: old app versions, a dangling build, exited one-off containers, several
-dead attempts of a kubelet-managed container next to its live pod sandbox, a
-container whose log has no rotation, and volumes left behind.  Kubernetes: a
-Deployment with a long revision history and no requests, a CronJob keeping too
-much history, Jobs finished days ago, and an opted-out namespace.
+The node's containerd (the kubelet's runtime): an old app version nothing runs
+any more, the version the shop's pods run, and the pause image. Docker beside it
+(a CI node): old app versions, a dangling build, exited one-off containers,
+several dead attempts of a kubelet-managed container next to its live pod
+sandbox, a container whose log has no rotation, and volumes left behind.
+Kubernetes: a Deployment with a long revision history and no requests, its pod
+running on the node, a CronJob keeping too much history, Jobs finished days ago,
+and an opted-out namespace.
 """
 
 from __future__ import annotations
@@ -18,11 +21,24 @@ import docker
 import kubernetes
 from kubernetes.client import ApiClient, AppsV1Api, BatchV1Api, CoreV1Api
 
-from scripts.localenv import testimages
-from scripts.localenv.controlplane import ControlPlane
+from scripts.localenv import cri_images, testimages
+from scripts.localenv.containerd import Containerd
 from scripts.localenv.kube_jobs import finish_job, job
+from scripts.localenv.node import Node
 
 _PAUSE = "registry.k8s.io/pause:3.10"
+_APP = "docker.io/shop/web:1.1"  # the image the shop's pods run on the node
+_NODE_IMAGES = (
+    cri_images.image(["docker.io/shop/web:1.0"], "web 1.0", cmd=cri_images.IDLE),
+    cri_images.image([_APP], "web 1.1", cmd=cri_images.IDLE),
+    cri_images.image(["docker.io/shop/worker:nightly"], "worker nightly"),
+)
+
+
+def seed_node(runtime: Containerd) -> None:
+    """Images as the node's containerd holds them after a few releases (the pause image
+    is there already: the node's sandbox image)."""
+    cri_images.import_images(runtime, _NODE_IMAGES)
 
 
 def seed_docker(client: docker.DockerClient) -> None:
@@ -64,8 +80,7 @@ def seed_cluster(kubeconfig: Path) -> None:
     with kubernetes.config.new_client_from_config(str(kubeconfig)) as api:
         core = CoreV1Api(api)
         for name, annotations in (("demo-shop", {}), ("demo-batch", {}),
-                                  ("demo-legacy", {"kubekeeper/ignore": "true"}),
-                                  ("kubekeeper-system", {})):
+                                  ("demo-legacy", {"kubekeeper/ignore": "true"})):
             core.create_namespace({"metadata": {"name": name, "annotations": annotations}})
         _wait_for_default_account(core, ("demo-shop", "demo-batch", "demo-legacy"))
         _deployment_with_history(api, "demo-shop", "web", revisions=7)
@@ -84,14 +99,17 @@ def _wait_for_default_account(core: CoreV1Api, namespaces: tuple[str, ...]) -> N
 
 
 def _deployment_with_history(api: ApiClient, namespace: str, name: str, revisions: int) -> None:
-    """A Deployment without requests; each template change leaves a ReplicaSet behind."""
+    """A Deployment without requests; each template change leaves a ReplicaSet behind. Its
+    pod runs on the node (the image is there; nothing is ever pulled)."""
     apps = AppsV1Api(api)
-    container = {"name": "app", "image": "shop/web:1.1", "env": [{"name": "REV", "value": "1"}]}
+    container = {"name": "app", "image": _APP, "imagePullPolicy": "Never",
+                 "env": [{"name": "REV", "value": "1"}]}
     apps.create_namespaced_deployment(namespace, {
         "metadata": {"name": name},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}},
-                              "spec": {"containers": [container]}}}})
+                              "spec": {"containers": [container],
+                                       "terminationGracePeriodSeconds": 1}}}})
     for revision in range(2, revisions + 1):
         _wait_for_replicasets(apps, namespace, name, revision - 1)
         container["env"][0]["value"] = str(revision)
@@ -110,13 +128,14 @@ def _wait_for_replicasets(apps: AppsV1Api, namespace: str, name: str, count: int
 
 
 def _wait_for_replicasets_at_most(apps: AppsV1Api, namespace: str, name: str,
-                                  count: int) -> None:
-    """revisionHistoryLimit 3 + the 2 ReplicaSets of the stuck rollout (no kubelet here)."""
-    for _ in range(300):
+                                  count: int, timeout: float = 60) -> None:
+    """The Deployment controller prunes once the rollout is complete: the pod Ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         found = apps.list_namespaced_replica_set(namespace, label_selector=f"app={name}").items
         if len(found) <= count:
             return
-        time.sleep(0.1)
+        time.sleep(0.5)
 
 
 def _cronjob_with_history(api: ApiClient, namespace: str, name: str, runs: int) -> None:
@@ -150,12 +169,17 @@ def _finished(api: ApiClient, namespace: str, name: str, finished: datetime, suc
                started=finished - timedelta(minutes=5), finished=finished)
 
 
-def show_leftovers(client: docker.DockerClient, plane: ControlPlane) -> None:
+def show_leftovers(client: docker.DockerClient, node: Node) -> None:
     """Print what survived, once the controllers have acted on the patched limits."""
-    with kubernetes.config.new_client_from_config(str(plane.kubeconfig)) as api:
-        _wait_for_replicasets_at_most(AppsV1Api(api), "demo-shop", "web", 5)
+    with kubernetes.config.new_client_from_config(str(node.plane.kubeconfig)) as api:
+        _wait_for_replicasets_at_most(AppsV1Api(api), "demo-shop", "web", 4)
+    print("containerd images:", sorted(r for r in node.runtime.ctr("images", "ls", "-q").split()
+                                       if not r.startswith("sha256:")))
     print("Docker containers:", sorted(c.name for c in client.containers.list(all=True)))
     print("Docker images:", sorted(t for i in client.images.list() for t in i.tags))
     print("Docker volumes:", sorted(v.name[:16] for v in client.volumes.list()))
-    print(plane.run_kubectl("get", "replicasets,jobs,cronjobs,limitranges", "-A",
-                            check=False).stdout.rstrip())
+    print(node.plane.run_kubectl("get", "pods,replicasets,jobs,cronjobs,limitranges", "-n",
+                                 "demo-shop", check=False).stdout.rstrip())
+    for namespace in ("demo-batch", "demo-legacy"):
+        print(node.plane.run_kubectl("get", "replicasets,jobs,cronjobs,limitranges", "-n",
+                                     namespace, check=False).stdout.rstrip())

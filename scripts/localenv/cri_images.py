@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from scripts.localenv.containerd import Containerd
 
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+IDLE = ("sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done")
+"""A command that runs until stopped and stops at once on SIGTERM: a pod's long-lived app."""
 _VISIBLE_TIMEOUT = 30.0
 
 

@@ -12,70 +12,31 @@ the node's bridge. Its report is read back with `kubectl logs`.
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
-from docker.errors import BuildError
 
-from scripts.localenv import baseimage
-from scripts.localenv.dockerd import DockerEngine
-from scripts.localenv.node import Node
+from scripts.localenv import cri_images, kubekeeper_pods
+from scripts.localenv.kubekeeper_image import IMPORTED
 from tests import report_lines
-from tests.installation import REPO, SYSTEM_NAMESPACE, TASKS
+from tests.installation import REPO, SYSTEM_NAMESPACE, TASKS, rendered
+from tests.integration.conftest import Installed
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.slow
 
-TAG = "kubekeeper:test"
-IMPORTED = f"docker.io/library/{TAG}"  # what `ctr images import` names a `docker save` tag
-OVERLAY = """\
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - {base}
-images:
-  - name: kubekeeper
-    newName: docker.io/library/kubekeeper
-    newTag: test
-patches:
-  - target: {{kind: CronJob}}
-    patch: |-
-      - op: replace
-        path: /spec/jobTemplate/spec/template/spec/containers/0/imagePullPolicy
-        value: Never
-  - target: {{kind: DaemonSet}}
-    patch: |-
-      - op: replace
-        path: /spec/template/spec/containers/0/imagePullPolicy
-        value: Never
-"""
-
 
 @pytest.fixture(scope="module")
-def overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("overlay")
-    (directory / "kustomization.yaml").write_text(
-        OVERLAY.format(base=os.path.relpath(REPO, directory)))
-    return directory
-
-
-@pytest.fixture(scope="module")
-def installed(kube_node: Node, docker_engine: DockerEngine, overlay: Path) -> Iterator[Node]:
-    """The node with the kubekeeper image imported, the overlay applied and SEEDED made."""
-    _import_image(kube_node, docker_engine)
-    kube_node.plane.run_kubectl("apply", "-k", str(overlay))
-    _seed(kube_node)
-    yield kube_node
-    kube_node.plane.run_kubectl("delete", "namespace", SEEDED_NAMESPACE, "--wait=false")
-    kube_node.plane.run_kubectl("delete", "-k", str(overlay), "--ignore-not-found",
-                                "--wait=false")
+def applied(installed: Installed) -> Iterator[Installed]:
+    """The node overlay applied and SEEDED made."""
+    installed.node.plane.run_kubectl("apply", "-k", str(installed.node_overlay()))
+    _seed(installed)
+    yield installed
+    installed.node.plane.run_kubectl("delete", "namespace", SEEDED_NAMESPACE, "--wait=false")
 
 
 SEEDED_NAMESPACE = "kk-seeded"
+WEB = cri_images.image(["kubekeeper.test/web:1"], "web", cmd=cri_images.IDLE)
 SEED = f"""\
 apiVersion: v1
 kind: Namespace
@@ -85,11 +46,12 @@ apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: web, namespace: {SEEDED_NAMESPACE}}}
 spec:
-  replicas: 0
+  replicas: 1
   selector: {{matchLabels: {{app: web}}}}
   template:
     metadata: {{labels: {{app: web}}}}
     spec:
+      terminationGracePeriodSeconds: 1
       containers: [{{name: app, image: kubekeeper.test/web:1, imagePullPolicy: Never}}]
 ---
 apiVersion: batch/v1
@@ -108,58 +70,41 @@ spec:
           containers: [{{name: task, image: kubekeeper.test/web:1, imagePullPolicy: Never}}]
 """
 # What the shipped policy (dry run, action report) says of the seed, task by task; a
-# ReplicaSet line is named by its owner: the oldest 2 of 6 go with maxLimit 3.
+# ReplicaSet line is named by its owner: the oldest 4 of 7 old ones go with maxLimit 3.
+REVISIONS = 8
 EXPECTED = {
     "requests": [("cronjob", "greedy"), ("deployment", "web")],
-    "revisions": [("deployment", "web"), ("replicaset", "deployment/web"),
-                  ("replicaset", "deployment/web")],
+    "revisions": [("deployment", "web"), *[("replicaset", "deployment/web")] * 4],
     "jobs": [("cronjob", "greedy")],
 }
 
 
-def _seed(node: Node) -> None:
-    """A Deployment without requests and with 6 revisions (default history 10), and a
-    CronJob without requests keeping 10 successful and 5 failed Jobs."""
-    kubectl = node.plane.run_kubectl
+def _seed(installed: Installed) -> None:
+    """A Deployment without requests, its pod really running, with 8 revisions (default
+    history 10) rolled out; a CronJob without requests keeping 10 successful and 5 failed
+    Jobs."""
+    kubectl = installed.node.plane.run_kubectl
+    cri_images.import_images(installed.node.runtime, [WEB])
     kubectl("apply", "-f", "-", input=SEED)
-    for revision in range(2, 7):
+    for revision in range(2, REVISIONS + 1):
+        wait_for(lambda r=revision: replicasets(installed) == r - 1,
+                 what=f"the ReplicaSet of revision {revision - 1}")
         kubectl("set", "env", "-n", SEEDED_NAMESPACE, "deployment/web", f"REVISION={revision}")
-        wait_for(lambda r=revision: len(kubectl("get", "rs", "-n", SEEDED_NAMESPACE, "-o",
-                                                "name").stdout.split()) == r,
-                 what=f"ReplicaSet of revision {revision}")
+    rolled = kubectl("rollout", "status", "-n", SEEDED_NAMESPACE, "deployment/web",
+                     "--timeout=120s", check=False)
+    assert rolled.returncode == 0, rolled.stderr + installed.node.log_tails(10)
+    assert replicasets(installed) == REVISIONS
 
 
-def _import_image(node: Node, engine: DockerEngine) -> None:
-    client = engine.client(timeout=900)
-    try:
-        baseimage.ensure_image(client)
-        started = time.monotonic()
-        try:
-            client.images.build(path=str(REPO), tag=TAG, network_mode="host", rm=True,
-                                forcerm=True, buildargs={"BASE_IMAGE": baseimage.BASE_TAG})
-        except BuildError as err:
-            pytest.fail(f"the image did not build: {err}", pytrace=False)
-        archive = node.runtime.state_dir / "kubekeeper-image.tar"
-        with open(archive, "wb") as out:
-            for chunk in client.images.get(TAG).save(named=True):
-                out.write(chunk)
-        node.runtime.ctr("images", "import", "--platform", "linux/amd64", str(archive),
-                         timeout=600)
-        archive.unlink()
-        print(f"\n{TAG}: built, saved and imported in {time.monotonic() - started:.0f}s")
-    finally:
-        client.close()
+def replicasets(installed: Installed) -> int:
+    return len(installed.node.plane.run_kubectl(
+        "get", "rs", "-n", SEEDED_NAMESPACE, "-o", "name").stdout.split())
 
 
-def rendered(node: Node, directory: Path) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(
-        node.plane.run_kubectl("kustomize", str(directory)).stdout) if doc]
-
-
-def test_the_overlay_changes_only_the_image_and_its_pull_policy(installed: Node, overlay: Path):
-    assert IMPORTED in installed.runtime.ctr("images", "ls", "-q").split()
-    base = rendered(installed, REPO)
-    ours = rendered(installed, overlay)
+def test_the_overlay_changes_only_the_image_and_its_pull_policy(applied: Installed):
+    assert IMPORTED in applied.node.runtime.ctr("images", "ls", "-q").split()
+    base = rendered(applied.node.plane, REPO)
+    ours = rendered(applied.node.plane, applied.image_overlay)
     changed = 0
     for doc in ours:
         for spec in _pod_specs(doc):
@@ -184,8 +129,8 @@ def _pod_specs(doc: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_each_cronjob_runs_as_a_restricted_pod_and_reports(installed: Node, task: str):
-    kubectl = installed.plane.run_kubectl
+def test_each_cronjob_runs_as_a_restricted_pod_and_reports(applied: Installed, task: str):
+    kubectl = applied.node.plane.run_kubectl
     job = f"{task}-by-hand"
     created = kubectl("create", "job", f"--from=cronjob/kubekeeper-{task}", job,
                       "-n", SYSTEM_NAMESPACE)
@@ -198,7 +143,7 @@ def test_each_cronjob_runs_as_a_restricted_pod_and_reports(installed: Node, task
     assert waited.returncode == 0, (
         f"job {job} did not complete: {waited.stderr}\nlogs:\n{logs.stdout}{logs.stderr}\n"
         + kubectl("describe", "pods", "-n", SYSTEM_NAMESPACE, "-l", f"job-name={job}").stdout
-        + installed.log_tails(10))
+        + applied.node.log_tails(10))
     lines = report_lines.parse(logs.stdout)
     summary = lines[-1]
     assert (summary["event"], summary["task"], summary["errors"]) == ("run.summary", task, 0)
@@ -209,3 +154,38 @@ def test_each_cronjob_runs_as_a_restricted_pod_and_reports(installed: Node, task
     assert {x["action"] for x in report_lines.outcomes(lines)} <= {"report"}  # dryRun: true
     [_one_pod] = kubectl("get", "pods", "-n", SYSTEM_NAMESPACE, "-l", f"job-name={job}",
                          "-o", "name").stdout.split()
+
+
+def real_policy() -> str:
+    """The shipped policy with the dry run off and every cluster task's action on."""
+    policy = (REPO / "policies.yaml").read_text()
+    for shipped, changed in (("dryRun: true", "dryRun: false"),
+                             ("action: report            # report | patch (patching the limit",
+                              "action: patch             # report | patch (patching the limit"),
+                             ("action: report            # report | delete",
+                              "action: delete            # report | delete")):
+        assert shipped in policy
+        policy = policy.replace(shipped, changed, 1)
+    return policy
+
+
+def test_with_the_dry_run_off_the_cronjob_pods_change_the_cluster(applied: Installed):
+    """From inside their pods: the revisions task patches the limit and the Deployment
+    controller prunes to it; the jobs task patches the CronJob's history limits."""
+    kubectl = applied.node.plane.run_kubectl
+    overlay = applied.node_overlay({SYSTEM_NAMESPACE: real_policy()}, "cluster-real")
+    kubectl("apply", "-k", str(overlay))
+    for run in kubekeeper_pods.run_cronjobs(applied.node.plane, ("revisions", "jobs"), "real"):
+        assert run.completed, run.problem + applied.node.log_tails(10)
+        summary = run.lines[-1]
+        assert (summary["dry_run"], summary["errors"]) == (False, 0), summary
+    assert seeded(applied, "deployment/web", "{.spec.revisionHistoryLimit}") == "3"
+    wait_for(lambda: replicasets(applied) == 4,
+             what="the Deployment controller pruning to the current and 3 old ReplicaSets")
+    assert seeded(applied, "cronjob/greedy", "{.spec.successfulJobsHistoryLimit}/"
+                  "{.spec.failedJobsHistoryLimit}") == "3/3"
+
+
+def seeded(applied: Installed, what: str, jsonpath: str) -> str:
+    return applied.node.plane.run_kubectl("get", "-n", SEEDED_NAMESPACE, what,
+                                          "-o", f"jsonpath={jsonpath}").stdout

@@ -6,7 +6,7 @@ import io
 import json
 
 from agents.actions import Action, Outcome, Result, Verb, dry_run, over_cap, refused
-from agents.report import RawJSON, Reporter, plan_table
+from agents.report import RawJSON, Reporter, as_text, plan_table
 
 ACTION_FIELDS = {"ts", "level", "event", "agent", "task", "node", "dry_run", "run", "op", "kind",
                  "id", "name", "namespace", "action", "reason", "result", "bytes", "error"}
@@ -90,6 +90,24 @@ def test_text_format_is_readable():
     assert "PLANNED  delete   job batch/old" in first
     assert "[completedJobs.succeededTTL: finished 3d ago > 1d]" in first
     assert summary.startswith("== cluster jobs summary (dry-run, run r1): 1 planned")
+
+
+def test_a_json_log_reads_back_as_the_text_format_wrote_it():
+    def lines(fmt: str) -> list[str]:
+        out = io.StringIO()
+        reporter = Reporter("node", "cleanup", dry_run=False, node="n1", stream=out, fmt=fmt,
+                            run_id="r1")
+        action = image("old")
+        op = reporter.intent(action)
+        reporter.action(Outcome(action, Result.DONE), op=op)
+        reporter.note("containers", "left to the kubelet")
+        reporter.summary()
+        return out.getvalue().splitlines()
+
+    json_lines, text_lines = lines("json"), lines("text")
+    rendered = [as_text(json.loads(line)) for line in json_lines]
+    assert [x[8:] for x in rendered] == [x[8:] for x in text_lines]  # but the timestamps
+    assert as_text({"event": "something.new", "x": 1}) == '{"event": "something.new", "x": 1}'
 
 
 def test_plan_table_totals_bytes():
