@@ -228,8 +228,10 @@ def _text_line(line: dict[str, Any], status: str) -> str:
     size = f" {format_bytes(line['bytes'])}" if line.get("bytes") else ""
     error = f"  error: {line['error']}" if line.get("error") else ""
     ident = f" ({line['id'][:19]})" if line.get("id") and line["id"] != line["name"] else ""
+    # A node with Docker and containerd is cleaned on both: say which one each line is about.
+    runtime = f" on {line['runtime']}" if line.get("runtime") else ""
     return printable(f"{line['ts'][11:19]} {status:8} {line['action']:8} {line['kind']} "
-                     f"{where}{line['name']}{ident}{size}  [{line['reason']}]{error}")
+                     f"{where}{line['name']}{ident}{runtime}{size}  [{line['reason']}]{error}")
 
 
 def _text_note(line: dict[str, Any]) -> str:

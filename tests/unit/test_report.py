@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
+from types import MappingProxyType
 
 from agents.actions import Action, Outcome, Result, Verb, dry_run, over_cap, refused
 from agents.report import RawJSON, Reporter, as_text, plan_table
@@ -90,6 +92,14 @@ def test_text_format_is_readable():
     assert "PLANNED  delete   job batch/old" in first
     assert "[completedJobs.succeededTTL: finished 3d ago > 1d]" in first
     assert summary.startswith("== cluster jobs summary (dry-run, run r1): 1 planned")
+
+
+def test_a_text_line_names_the_runtime_it_is_about():
+    out = io.StringIO()
+    reporter = Reporter("node", "cleanup", dry_run=True, stream=out, fmt="text", run_id="r1")
+    action = replace(image("old"), details=MappingProxyType({"runtime": "containerd"}))
+    reporter.action(Outcome(action, Result.PLANNED))
+    assert "image old (sha256:old) on containerd 100B  [images.unused" in out.getvalue()
 
 
 def test_a_json_log_reads_back_as_the_text_format_wrote_it():
