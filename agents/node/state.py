@@ -77,7 +77,10 @@ class StateFile:
             if len(data) > MAX_BYTES:
                 raise ValueError(f"larger than {MAX_BYTES} bytes")
             return _decode(json.loads(data))
-        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        except Exception as exc:
+            # Any shape we did not write (a list where a mapping was, a short entry, nesting
+            # past the recursion limit) is "no record", the safe direction: letting it escape
+            # would fail every run until someone deleted the file.
             return NodeState(since=now, found=False,
                              problem=f"{self.path} is not a kubekeeper state record ({exc})")
 
@@ -109,12 +112,13 @@ def observe(state: NodeState, snap: Snapshot, now: datetime) -> NodeState:
     objects dropped."""
     in_use = {c.image_id for c in snap.containers if c.image_id} | {
         s.image_id for s in snap.sandboxes if s.image_id}
+    present = {i.id for i in snap.images}
     return replace(
         state, found=True, problem=None,
         images=_seen(state.images, (i.id for i in snap.images), now),
         image_use=MappingProxyType({
-            **{i: t for i, t in state.image_use.items() if i in state.images},
-            **{i.id: now for i in snap.images if i.id in in_use}}),
+            **{i: t for i, t in state.image_use.items() if i in present},
+            **{i: now for i in present & in_use}}),
         containers=_seen(state.containers, (c.id for c in snap.containers), now),
         volumes=_seen(state.volumes, (v.name for v in snap.volumes), now))
 
