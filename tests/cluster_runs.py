@@ -126,11 +126,13 @@ def exists(read: Callable[..., Any], *args: Any) -> bool:
     return True
 
 
-def events_about(client: ApiClient, namespace: str, name: str) -> list[tuple[str, str]]:
-    """kubekeeper's Events about one object (controllers may record their own too)."""
+def events_about(client: ApiClient, namespace: str,
+                 name: str) -> list[tuple[str, str, str]]:
+    """kubekeeper's Events about one object as (type, reason, message): controllers may
+    record their own too, and on-call filters on ``type=Warning`` for what went wrong."""
     events = CoreV1Api(client).list_namespaced_event(
         namespace, field_selector=f"involvedObject.name={name},source=kubekeeper").items
-    return [(e.reason, e.message) for e in events]
+    return [(e.type, e.reason, e.message) for e in events]
 
 
 def container(name: str = "main", requests: dict | None = None) -> dict:

@@ -78,8 +78,9 @@ def test_finished_jobs_past_their_ttl_go_and_the_gc_takes_their_pods(kube_api, n
     assert left == {"recent", "failed-3d", "self-cleaning", "running"}
     wait_for(lambda: not exists(core.read_namespaced_pod, "old-pod", namespace),
              what="the garbage collector to delete the deleted Job's pod")
-    [(reason, message)] = events_about(kube_api, namespace, "old")
-    assert reason == "KubekeeperDeleted" and "completedJobs.succeededTTL" in message
+    [(kind, reason, message)] = events_about(kube_api, namespace, "old")
+    assert (kind, reason) == ("Normal", "KubekeeperDeleted")
+    assert "completedJobs.succeededTTL" in message
     assert run.summary["results"] == {"done": 2} and run.summary["errors"] == 0
 
 
@@ -115,7 +116,8 @@ def test_cronjob_history_is_kept_and_limits_above_the_maximum_patched(kube_api, 
                               "10 > 3; failedJobsHistoryLimit 5 > 3")
     spec = batch.read_namespaced_cron_job("greedy", namespace).spec
     assert (spec.successful_jobs_history_limit, spec.failed_jobs_history_limit) == (3, 3)
-    assert [r for r, _ in events_about(kube_api, namespace, "greedy")] == ["KubekeeperPatched"]
+    assert [(t, r) for t, r, _ in events_about(kube_api, namespace, "greedy")] == [
+        ("Normal", "KubekeeperPatched")]
     assert "keeper" not in run.names("cronjob")
 
 

@@ -74,8 +74,8 @@ def test_a_patch_of_an_object_deleted_meanwhile_failed_and_says_so_in_an_event(
     line = run.line("deployment", "web")
     assert (line["action"], line["result"]) == ("patch", "failed")
     assert line["error"].startswith("404: could not patch deployments")
-    [(reason, message)] = events_about(kube_api, namespace, "web")
-    assert reason == "KubekeeperFailed"
+    [(kind, reason, message)] = events_about(kube_api, namespace, "web")
+    assert (kind, reason) == ("Warning", "KubekeeperFailed")
     assert message.startswith("kubekeeper could not patch this Deployment (policy rule "
                               "revisionHistory.maxLimit: ")
 
@@ -132,8 +132,8 @@ def test_an_event_whose_answer_was_lost_is_not_posted_twice(kube_api, namespace)
 
     assert run.line("job", "old")["result"] == "done"
     assert api.counter.by_request["create events"] == 1
-    assert [reason for reason, _ in events_about(kube_api, namespace, "old")] == [
-        "KubekeeperDeleted"]
+    assert [(t, r) for t, r, _ in events_about(kube_api, namespace, "old")] == [
+        ("Normal", "KubekeeperDeleted")]
 
 
 def owner_configmap(client: ApiClient, namespace: str) -> dict:
@@ -155,8 +155,9 @@ def test_jobs_of_other_controllers_are_kept_unless_their_kind_is_opted_in(kube_a
     assert kept["error"].startswith("kept: owned by ConfigMap controller")
     assert run.line("job", "bare")["result"] == "done"
     assert exists(BatchV1Api(kube_api).read_namespaced_job, "theirs", namespace)
-    [(reason, message)] = events_about(kube_api, namespace, "theirs")
-    assert reason == "KubekeeperSkipped" and "owned by ConfigMap controller" in message
+    [(kind, reason, message)] = events_about(kube_api, namespace, "theirs")
+    assert (kind, reason) == ("Warning", "KubekeeperSkipped")
+    assert "owned by ConfigMap controller" in message
     assert run.summary["results"] == {"done": 1, "skipped": 1}
 
     opted = policy_for(namespace, "completedJobs: {action: delete, ownerKinds: [ConfigMap]}")

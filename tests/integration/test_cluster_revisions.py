@@ -61,7 +61,8 @@ def test_the_deployment_controller_prunes_what_the_report_said_it_would(kube_api
     wait_for(lambda: len(replicasets(apps, namespace)) == 4,
              what="the Deployment controller to prune to 1 + 3 ReplicaSets")
     assert set(replicasets(apps, namespace)) == set(before) - freed
-    assert [r for r, _ in events_about(kube_api, namespace, "web")] == ["KubekeeperPatched"]
+    assert [(t, r) for t, r, _ in events_about(kube_api, namespace, "web")] == [
+        ("Normal", "KubekeeperPatched")]
     assert run_task(kube_api, policy_for(namespace, PATCH), "revisions").lines == []
 
 
