@@ -12,6 +12,10 @@ the node's bridge. Its report is read back with `kubectl logs`.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +23,7 @@ import pytest
 from scripts.localenv import cri_images, kubekeeper_pods
 from scripts.localenv.kubekeeper_image import IMPORTED
 from tests import report_lines
-from tests.installation import REPO, SYSTEM_NAMESPACE, TASKS, rendered
+from tests.installation import NODE_NAMESPACE, REPO, SYSTEM_NAMESPACE, TASKS, rendered
 from tests.integration.conftest import Installed
 from tests.polling import wait_for
 
@@ -189,3 +193,33 @@ def test_with_the_dry_run_off_the_cronjob_pods_change_the_cluster(applied: Insta
 def seeded(applied: Installed, what: str, jsonpath: str) -> str:
     return applied.node.plane.run_kubectl("get", "-n", SEEDED_NAMESPACE, what,
                                           "-o", f"jsonpath={jsonpath}").stdout
+
+
+def test_kubekeeper_report_reads_the_pods_logs_as_kubectl_prints_them(applied: Installed):
+    """The README's on-call command, on real pods: ``kubectl logs --prefix`` of every
+    kubekeeper pod (the DaemonSet's and the CronJobs' Jobs) piped into ``kubekeeper report``
+    gives the same counts as the lines themselves."""
+    plane = applied.node.plane
+    kubekeeper_pods.run_cronjobs(plane, ("jobs",), "for-report")
+    logs = "".join(plane.run_kubectl(
+        "logs", "-n", namespace, "-l", "app.kubernetes.io/name=kubekeeper", "--prefix",
+        "--all-containers", "--tail=-1").stdout for namespace in (NODE_NAMESPACE,
+                                                                  SYSTEM_NAMESPACE))
+    lines = logs.splitlines()
+    assert lines and all(line.startswith("[pod/") for line in lines), lines[:3]
+    parsed = [json.loads(line.split("] ", 1)[1]) for line in lines
+              if line.split("] ", 1)[1].startswith("{")]
+    outcomes = [x for x in parsed if x["event"] == "action"]
+    summaries = [x for x in parsed if x["event"] == "run.summary"]
+    assert {x["agent"] for x in summaries} == {"node", "cluster"}, summaries
+
+    read = subprocess.run([sys.executable, "-m", "agents", "report", "-", "-o", "json"],
+                          input=logs, capture_output=True, text=True, cwd=REPO, check=False)
+
+    assert read.returncode == 0, read.stderr
+    digest = json.loads(read.stdout)
+    assert digest["input"]["lines"] == len(lines)
+    assert (digest["input"]["torn"], digest["input"]["foreign"]) == (0, len(lines) - len(parsed))
+    assert digest["runs"]["runs"] == len(summaries)
+    assert digest["results"] == dict(Counter(x["result"] for x in outcomes))
+    assert digest["unfinished"] == []
