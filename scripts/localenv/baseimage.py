@@ -156,9 +156,13 @@ def _trust_local_cas(root: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for cert in local:
         shutil.copy2(cert, target / cert.name)
-    subprocess.run(
-        ["chroot", str(root), "update-ca-certificates"], check=True, stdout=subprocess.DEVNULL
+    # Its warnings (a bundle among the local CAs, "does not contain exactly one certificate")
+    # are no newcomer's concern: shown only if it fails.
+    updated = subprocess.run(
+        ["chroot", str(root), "update-ca-certificates"], capture_output=True, text=True
     )
+    if updated.returncode:
+        raise RuntimeError(f"update-ca-certificates failed in {root}: {updated.stderr}")
 
 
 def ensure_image(
