@@ -37,7 +37,14 @@ from typing import Protocol, TypeVar
 import grpc
 
 from agents.node.cri import api_pb2, api_pb2_grpc
-from agents.node.docker_port import Conflict, DockerDown, DockerError, Gone, Timeout
+from agents.node.docker_port import (
+    Conflict,
+    DockerDown,
+    DockerError,
+    Gone,
+    Timeout,
+    Unsupported,
+)
 
 API_VERSION = "v1"
 _MAX_MESSAGE = 16 * 1024 * 1024
@@ -51,10 +58,6 @@ _CONTAINER_STATES = {
 }
 _SANDBOX_STATES = {api_pb2.SANDBOX_READY: "ready", api_pb2.SANDBOX_NOTREADY: "notready"}
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-
-
-class Unsupported(DockerError):
-    """The runtime does not speak CRI v1; nothing can be asked of it."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,11 @@ class GrpcCriPort:
         self._images = api_pb2_grpc.ImageServiceStub(self._channel)
         try:
             found = self.version()
+        except Unsupported as exc:
+            self._channel.close()
+            raise Unsupported(f"{endpoint} answers, but not as a CRI {API_VERSION} runtime "
+                              f"(runtime.{API_VERSION}.RuntimeService/Version is not served: "
+                              f"{exc})") from exc
         except Exception:
             self._channel.close()
             raise
