@@ -21,6 +21,7 @@ not seen from here; neither is a drop-in directory (``--config-dir``).
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 
 import yaml
@@ -53,7 +54,10 @@ def read_kubelet_logging(paths: HostPaths, config_path: str = KUBELET_CONFIG) ->
     """The rotation settings from the kubelet's config, or its defaults and why."""
     local = paths.resolve(config_path)
     if local is None:
-        return _defaults(config_path, "is not visible here (mount it under --host-root)")
+        if paths.resolve(posixpath.dirname(config_path)) is None:
+            return _defaults(config_path, "is not visible here (mount its directory under "
+                                          "--host-root, or name it with --kubelet-config)")
+        return _defaults(config_path, "does not exist (name it with --kubelet-config)")
     try:
         with open(local, encoding="utf-8") as handle:
             config = yaml.safe_load(handle)
