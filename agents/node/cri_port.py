@@ -186,15 +186,17 @@ class GrpcCriPort:
             found = self.version()
         except Unsupported as exc:
             self._channel.close()
-            raise Unsupported(f"{endpoint} answers, but not as a CRI {API_VERSION} runtime "
-                              f"(runtime.{API_VERSION}.RuntimeService/Version is not served: "
-                              f"{exc})") from exc
+            cause = exc.__cause__
+            said = cause.details() if isinstance(cause, grpc.Call) else str(exc)
+            raise Unsupported(f"it answers, but runtime.{API_VERSION}.RuntimeService/Version "
+                              f"is not served ({said}): it speaks an older CRI (v1alpha2) "
+                              "or none") from exc
         except Exception:
             self._channel.close()
             raise
         if found.api_version != API_VERSION:
             self._channel.close()
-            raise Unsupported(f"{found.name} {found.version} at {endpoint} speaks CRI "
+            raise Unsupported(f"it is {found.name} {found.version} and speaks CRI "
                               f"{found.api_version or '(none)'}, not {API_VERSION}")
 
     def version(self) -> RuntimeVersion:
