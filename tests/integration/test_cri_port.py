@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 
 from agents.cli import main
@@ -19,6 +20,7 @@ from scripts.localenv import containerd, cri_images, processes
 from scripts.localenv.containerd import SANDBOX_IMAGE
 from tests.fake_cri import Behaviour, serving
 from tests.node_runs import policy_text, write_policy
+from tests.polling import wait_for
 
 APP = cri_images.image(["kubekeeper.test/app:1", "kubekeeper.test/app:stable"], "app 1")
 OTHER = cri_images.image(["kubekeeper.test/other:1"], "other 1")
@@ -179,6 +181,8 @@ def paused(service: containerd.Containerd) -> Iterator[None]:
     assert pid is not None and processes.is_alive(pid), "the private containerd is not running"
     os.kill(pid, signal.SIGSTOP)
     try:
+        wait_for(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED,
+                 "the private containerd to stop on SIGSTOP", timeout=10, interval=0.05)
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
