@@ -111,7 +111,7 @@ def tree(root: Path) -> dict[str, int]:
 def log_host(node, cri_client) -> Iterator[tuple[Path, dict[str, str]]]:
     """A host root whose kubelet rotates at 1Ki x 2 files, with the pod log directories of
     the pod the CRI runs (within its bound), of a second live pod over its bound (2Ki per
-    container log), and of a pod no sandbox has any more, quiet since long ago."""
+    container log), and of a pod no sandbox has any more; every file quiet since 2023."""
     root = Path(tempfile.mkdtemp(prefix="kk-logs-", dir="/tmp"))
     (root / "var/lib/kubelet").mkdir(parents=True)
     (root / "var/lib/kubelet/config.yaml").write_text(KUBELET_CONFIG.format(size="1Ki"))
@@ -124,8 +124,9 @@ def log_host(node, cri_client) -> Iterator[tuple[Path, dict[str, str]]]:
     gone = str(uuid.uuid4())
     pod_log_dir(root, "shop", "web", web.uid, {"server/0.log": 1000, "migrate/0.log": 100})
     pod_log_dir(root, "shop", "chatty", chatty.uid, {"app/0.log": 1500, "app/0.log.1": 1000})
-    old = pod_log_dir(root, "shop", "left", gone, {"app/0.log": 10})
-    for path in (old / "app/0.log", old / "app", old):
+    pod_log_dir(root, "shop", "left", gone, {"app/0.log": 10})
+    # All quiet since long ago: only the sandboxes the CRI lists tell the live pods apart.
+    for path in sorted((root / "var/log/pods").rglob("*"), reverse=True):
         os.utime(path, (LONG_AGO, LONG_AGO))
     yield root, {"web": web.uid, "chatty": chatty.uid, "gone": gone}
     shutil.rmtree(root)
@@ -140,11 +141,14 @@ def test_the_log_audit_reports_gone_pods_and_pod_logs_over_the_kubelets_bound(
 
     assert code == 0, lines
     found = {(line["id"], line["reason"].split(" ")[1]) for line in actions(lines)}
-    assert found == {(uids["gone"], "no"), (uids["chatty"], "pod")}, lines
+    assert found == {(uids["gone"], "no"), (uids["chatty"], "pod"), ("", "untouched")}, lines
     by_id = {line["id"]: line for line in actions(lines)}
     assert "pod shop/left is gone from this node" in by_id[uids["gone"]]["reason"]
     assert "2.4Ki > 2.0Ki (1 container log(s) x containerLogMaxFiles 2" in \
         by_id[uids["chatty"]]["reason"]
+    stale = {line["name"] for line in actions(lines)
+             if line["reason"].startswith("logs.staleAfter")}  # the file checks run here too
+    assert stale == {f"/{path}" for path in before if path.startswith("var/log/pods/")}
     assert {(line["kind"], line["action"], line["result"]) for line in actions(lines)} == {
         ("log", "report", "done")}
     assert all(line["runtime"] == "cri" for line in actions(lines))
@@ -179,7 +183,8 @@ def test_a_missing_kubelet_config_is_said_once_and_the_defaults_assumed(
     assert code == 0, lines
     (said,) = [line for line in actions(lines) if line["reason"].startswith("--kubelet-config")]
     assert "does not exist" in said["reason"] and "defaults are assumed" in said["reason"]
-    assert {line["id"] for line in actions(lines) if line is not said} == {uids["gone"]}
+    pods = {line["id"] for line in actions(lines) if line["reason"].startswith("logs.podLogDirs")}
+    assert pods == {uids["gone"]}  # chatty's 2.4Ki is within the default 5 x 10Mi
     assert all(line["runtime"] == "cri" for line in actions(lines))
 
 
