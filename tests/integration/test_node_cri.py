@@ -305,3 +305,21 @@ def test_a_node_with_docker_and_containerd_is_cleaned_on_both_under_one_cap(
     assert not {OLD.image_id, STALE.image_id} & listed(node)["image"]
     assert docker_client.api.images(all=True) == []
     assert {p.name for p in (tmp_path / "state").iterdir()} == {"containerd.json", "docker.json"}
+
+
+def test_on_a_node_with_docker_too_the_pod_logs_are_audited_once_by_the_cri_runtime(
+        capsys, tmp_path, node, host_root, clean_docker):
+    gone = str(uuid.uuid4())
+    log = pod_log_dir(host_root, "shop", "left", gone, {"app/0.log": 10}) / "app/0.log"
+    os.utime(log, (LONG_AGO, LONG_AGO))
+    code, lines = run_once(capsys, clean_docker.base_url,
+                           write_policy(tmp_path, policy_text(logs="{topN: 5}")),
+                           "--runtime", "auto", "--host-root", str(host_root), "--job", "logs")
+
+    assert code == 0, lines
+    host_path = f"/var/log/pods/shop_left_{gone}/app/0.log"
+    about = [(line["runtime"], line["reason"].split(":")[0]) for line in actions(lines)
+             if line["name"] == host_path]
+    assert sorted(about) == [("containerd", "logs.staleAfter"), ("containerd", "logs.topN")]
+    assert {line["runtime"] for line in actions(lines)} <= {"containerd", "docker"}
+    assert summaries(lines)[0]["runtimes"] == ["containerd", "docker"]
