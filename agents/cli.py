@@ -128,7 +128,7 @@ def _add_node_commands(commands: argparse._SubParsersAction, common: _Parser) ->
         cmd.add_argument("--runtime-timeout", type=_duration, default=timedelta(seconds=30),
                          help="how long one runtime call may take before it is checked "
                               "(default 30s)")
-        cmd.add_argument("--kubelet-config", default=KUBELET_CONFIG,
+        cmd.add_argument("--kubelet-config", type=_host_path, default=KUBELET_CONFIG,
                          help="the kubelet's config file on the host, read under --host-root "
                               f"for its log rotation on CRI nodes (default {KUBELET_CONFIG})")
         if name == "run":
@@ -339,6 +339,13 @@ def _runtime(text: str) -> str:
         return check_spec(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _host_path(text: str) -> str:
+    """A path on the host: absolute, since it is read under --host-root."""
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not an absolute path on the host")
+    return text
 
 
 def _port(text: str) -> int:

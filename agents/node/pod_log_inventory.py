@@ -54,20 +54,31 @@ def take_pod_logs(paths: HostPaths, live_uids: Callable[[], Iterable[str]],
     of the runtimes' sandboxes (asked last, see above)."""
     kubelet = read_kubelet_logging(paths, config_path)
     local = paths.resolve(kubelet.pod_logs_dir)
-    dirs = tuple(pod_log_dirs(local, kubelet.pod_logs_dir)) if local else ()
+    dirs = pod_log_dirs(local, kubelet.pod_logs_dir) if local else None
     uids = frozenset(live_uids())
     files = kubelet_files(paths, set(), (kubelet.pod_logs_dir, CONTAINER_LINKS))
-    return PodLogFacts(kubelet, local is not None, dirs, uids, tuple(files))
+    return PodLogFacts(kubelet, dirs is not None, tuple(dirs or ()), uids, tuple(files))
 
 
-def pod_log_dirs(local_dir: str, host_dir: str) -> list[PodLogDir]:
-    """Each ``<namespace>_<pod>_<uid>`` directory, measured; other names are not the kubelet's."""
+def pod_log_dirs(local_dir: str, host_dir: str) -> list[PodLogDir] | None:
+    """Each ``<namespace>_<pod>_<uid>`` directory, measured; other names are not the kubelet's.
+
+    None when ``local_dir`` cannot be listed; a directory removed while it is
+    measured (the kubelet removing a pod) is left out.
+    """
+    try:
+        entries = sorted(os.scandir(local_dir), key=lambda e: e.name)
+    except OSError:
+        return None
     found = []
-    for entry in sorted(os.scandir(local_dir), key=lambda e: e.name):
+    for entry in entries:
         parts = entry.name.split("_")
         if len(parts) != 3 or not all(parts) or not entry.is_dir(follow_symlinks=False):
             continue
-        size, logs, newest = _measure(entry.path)
+        try:
+            size, logs, newest = _measure(entry.path)
+        except OSError:
+            continue
         found.append(PodLogDir(f"{host_dir.rstrip('/')}/{entry.name}", *parts, size, logs,
                                datetime.fromtimestamp(newest, UTC)))
     return found

@@ -180,3 +180,11 @@ def test_the_sandboxes_are_listed_after_the_directories_were_walked(tmp_path):
     assert [d.uid for d in taken.pod_dirs] == ["u1"] and taken.live_uids == {"u1"}
     assert seen == [1] and taken.logs_dir_visible
     assert "is not visible" in taken.kubelet.problem
+
+
+def test_a_pod_log_path_that_cannot_be_listed_is_not_visible(tmp_path):
+    (tmp_path / "var/log").mkdir(parents=True)
+    (tmp_path / "var/log/pods").write_text("not a directory")
+    taken = take_pod_logs(HostPaths(str(tmp_path)), lambda: [])
+    assert (taken.logs_dir_visible, taken.pod_dirs) == (False, ())
+    assert pod_log_dirs(str(tmp_path / "var/log/pods"), "/var/log/pods") is None
