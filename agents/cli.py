@@ -1,7 +1,8 @@
 """Command line: ``kubekeeper policy|node|cluster|report|restore ...``; documented exit codes.
 
 0 success, 1 the run finished with failed actions (or the deletion cap aborted
-it), 2 bad usage or an invalid policy, 3 Docker or the API server unreachable.
+it), 2 bad usage or an invalid policy, 3 Docker or the API server unreachable,
+4 the runtime named by ``--runtime`` is not a CRI v1 runtime.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 from loguru import logger
 
 from agents import errors
+from agents.node.kubelet_config import KUBELET_CONFIG
 from agents.node.runtimes import check_spec
 from agents.policy import Policy, to_plain
 from agents.policy_loader import PolicyInvalid, load_policy, parse_policy
@@ -63,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.Unreachable as exc:
         logger.error("{}", exc)
         return errors.EXIT_UNREACHABLE
+    except errors.UnsupportedRuntime as exc:
+        logger.error("{}", exc)
+        return errors.EXIT_UNSUPPORTED
 
 
 def _build_parser() -> _Parser:
@@ -121,8 +126,11 @@ def _add_node_commands(commands: argparse._SubParsersAction, common: _Parser) ->
                          help="where the node's first-seen record is kept (default: "
                               "$KUBEKEEPER_STATE_DIR or /var/lib/kubekeeper)")
         cmd.add_argument("--runtime-timeout", type=_duration, default=timedelta(seconds=30),
-                         help="how long one Docker call may take before it is checked "
+                         help="how long one runtime call may take before it is checked "
                               "(default 30s)")
+        cmd.add_argument("--kubelet-config", type=_host_path, default=KUBELET_CONFIG,
+                         help="the kubelet's config file on the host, read under --host-root "
+                              f"for its log rotation on CRI nodes (default {KUBELET_CONFIG})")
         if name == "run":
             cmd.add_argument("--deadline", type=_duration, default=None,
                              help="each run's budget (e.g. 20m): no action starts after it")
@@ -300,7 +308,8 @@ def _node(args: argparse.Namespace) -> int:
         metrics_port=getattr(args, "metrics_port", None), policy_path=args.policy,
         dry_run_override=args.dry_run, state_dir=args.state_dir,
         deadline=getattr(args, "deadline", None),
-        runtime_timeout=args.runtime_timeout.total_seconds())
+        runtime_timeout=args.runtime_timeout.total_seconds(),
+        kubelet_config=args.kubelet_config)
     return run_node(policy, options)
 
 
@@ -330,6 +339,13 @@ def _runtime(text: str) -> str:
         return check_spec(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _host_path(text: str) -> str:
+    """A path on the host: absolute, since it is read under --host-root."""
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not an absolute path on the host")
+    return text
 
 
 def _port(text: str) -> int:

@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_FAILED_ACTIONS = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_UNSUPPORTED = 4
 
 
 class Unreachable(Exception):
@@ -13,6 +14,15 @@ class Unreachable(Exception):
 
     def __init__(self, service: str, endpoint: str, cause: object):
         super().__init__(f"cannot reach {service} at {endpoint}: {cause}")
+        self.service, self.endpoint = service, endpoint
+
+
+class UnsupportedRuntime(Exception):
+    """The runtime named answers, but not as a CRI v1 runtime (exit 4): nothing was changed."""
+
+    def __init__(self, service: str, endpoint: str, cause: object):
+        super().__init__(f"{service} at {endpoint} is not a CRI v1 runtime, nothing was "
+                         f"changed: {cause}")
         self.service, self.endpoint = service, endpoint
 
 

@@ -122,6 +122,9 @@ class LogRules:
     staleAfter: timedelta = setting(checks.duration, "7d",
                                     "Kubelet log files untouched this long are reported.",
                                     checks.render_duration)
+    podLogDirs: bool = setting(
+        checks.boolean, True, "On CRI nodes, report pod log directories beyond the kubelet's "
+        "rotation bound (maxSize x maxFiles per container log) or of pods no longer on the node.")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -29,6 +29,19 @@ class Behaviour:
     """Seconds Version sleeps before answering."""
     failure: tuple[grpc.StatusCode, str] | None = None
     """ListImages aborts with this status and message."""
+    calls: list[str] = field(default_factory=list)
+    """Every method asked, served or not (``/runtime.v1.RuntimeService/Version``)."""
+
+
+class _Recorder(grpc.ServerInterceptor):
+    """Notes each call's method before gRPC finds (or does not find) its handler."""
+
+    def __init__(self, calls: list[str]):
+        self._calls = calls
+
+    def intercept_service(self, continuation, handler_call_details):
+        self._calls.append(handler_call_details.method)
+        return continuation(handler_call_details)
 
 
 class _Runtime(api_pb2_grpc.RuntimeServiceServicer):
@@ -57,7 +70,8 @@ class _Images(api_pb2_grpc.ImageServiceServicer):
 @contextmanager
 def serving(socket: Path, behaviour: Behaviour, runtime: bool = True) -> Iterator[grpc.Server]:
     """A started server on ``socket``; stopped (at once) on exit, if the test has not."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
+                         interceptors=[_Recorder(behaviour.calls)])
     if runtime:
         api_pb2_grpc.add_RuntimeServiceServicer_to_server(_Runtime(behaviour), server)
     api_pb2_grpc.add_ImageServiceServicer_to_server(_Images(behaviour), server)

@@ -5,7 +5,8 @@ or cri-dockerd through the CRI), connects to each, takes each inventory,
 plans each with the same planners, executes (or only reports) under one cap,
 and writes one ``run.summary``; every line names its ``runtime``.  A runtime
 named by ``--runtime`` not answering at the start of a run raises
-``Unreachable`` (exit 3); once actions have started, its loss only fails its
+``Unreachable`` (exit 3), one answering but not as CRI v1 ``UnsupportedRuntime``
+(exit 4); once actions have started, its loss only fails its
 remaining actions and the summary is still written.  A node with no runtime
 socket at all gets one report line and a clean summary.
 """
@@ -27,19 +28,20 @@ from typing import IO, Any
 from agents import errors
 from agents.actions import Action, Outcome, Verb, refused
 from agents.node import log_inventory, runtimes, state
-from agents.node.docker_port import DockerDown, DockerError, Timeout
+from agents.node.docker_port import DockerDown, DockerError, Timeout, Unsupported
 from agents.node.executor import Execution, execute_all
 from agents.node.host_paths import HostPaths
+from agents.node.kubelet_config import KUBELET_CONFIG
 from agents.node.log_audit import plan_logs
 from agents.node.planner import details_needed, plan_cleanup
+from agents.node.pod_log_audit import plan_pod_logs
+from agents.node.pod_log_inventory import take_pod_logs
 from agents.node.runtimes import Runtime
 from agents.node.sessions import Session, connect, stamped
 from agents.policy import Policy
 from agents.report import Reporter, ReportObserver, annotated, choose_format, plan_table
 
 JOBS = ("cleanup", "logs")
-LOGS_ON_CRI = ("the log audit reads Docker's logging settings; on a CRI runtime the kubelet "
-               "rotates container logs (containerLogMaxSize): not audited here yet")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class NodeOptions:
     """Each run's budget: no action starts after it (the daemon applies it per run)."""
     runtime_timeout: float = 30.0
     """Seconds one Docker call may take before it counts as unanswered (then checked)."""
+    kubelet_config: str = KUBELET_CONFIG
+    """``--kubelet-config``: the kubelet's config file, a host path (read under host_root)."""
 
     @property
     def jobs(self) -> tuple[str, ...]:
@@ -72,7 +76,8 @@ class NodeOptions:
 
 
 def run_node(policy: Policy, options: NodeOptions) -> int:
-    """The CLI's entry point: exit code 0, 1 (failed actions or cap), or 3 (Docker down)."""
+    """The CLI's entry point: exit code 0, 1 (failed actions or cap), 3 (runtime down) or
+    4 (not a CRI v1 runtime)."""
     stop = threading.Event()
     with _stop_on_signals(stop):
         if options.plan_only or options.once:
@@ -139,9 +144,10 @@ def _connect_all(selected: Sequence[Runtime], policy: Policy, options: NodeOptio
 
     A runtime named on the command line that does not answer (down, or no
     answer in time) is ``Unreachable`` (exit 3), as is a run where every runtime
-    found failed to answer.  A socket found by ``auto`` that answers with an
-    error (not CRI v1: Docker's own containerd runs without its CRI plugin) is
-    only noted: there is nothing to clean there.
+    found failed to answer; one that answers but not as CRI v1 is
+    ``UnsupportedRuntime`` (exit 4).  A socket found by ``auto`` that answers
+    with an error (not CRI v1: Docker's own containerd runs without its CRI
+    plugin) is only noted: there is nothing to clean there.
     """
     sessions: list[Session] = []
     problems: list[str] = []
@@ -161,6 +167,8 @@ def _connect_all(selected: Sequence[Runtime], policy: Policy, options: NodeOptio
         for session in sessions:
             session.close()
         runtime, exc = failure
+        if isinstance(exc, Unsupported):
+            raise errors.UnsupportedRuntime(runtime.label, runtime.endpoint, exc) from exc
         raise errors.Unreachable(runtime.label, runtime.endpoint, exc) from exc
     return sessions, problems, notes
 
@@ -177,7 +185,7 @@ def _plan_all(job: str, sessions: Sequence[Session], paths: HostPaths, policy: P
     now = datetime.now(UTC)
     for session in sessions:
         try:
-            root, actions = _plan(job, session, paths, policy, options, now)
+            root, actions = _plan(job, session, sessions, paths, policy, options, now)
         except DockerDown as exc:
             if len(sessions) == 1:
                 raise errors.Unreachable(session.label, session.runtime.endpoint, exc) from exc
@@ -191,18 +199,15 @@ def _plan_all(job: str, sessions: Sequence[Session], paths: HostPaths, policy: P
     return plans, problems
 
 
-def _plan(job: str, session: Session, paths: HostPaths, policy: Policy, options: NodeOptions,
-          now: datetime) -> tuple[str, list[Action]]:
+def _plan(job: str, session: Session, sessions: Sequence[Session], paths: HostPaths,
+          policy: Policy, options: NodeOptions, now: datetime) -> tuple[str, list[Action]]:
     """The runtime's root and the job's plan, from a fresh inventory.
 
     The cleanup plan reads the node's first-seen record for this runtime, and
     every run but a ``node plan`` stores the updated record before acting.
     """
     if job == "logs":
-        if session.cri:
-            return "", [_runtime_note(LOGS_ON_CRI, session.runtime.name)]
-        facts = log_inventory.take_logs(session.port, paths)
-        return facts.docker_root, plan_logs(facts, policy.node.logs, now)
+        return _plan_logs(session, sessions, paths, policy, options, now)
     store = state.StateFile(options.state_dir, session.runtime.name)
     snap = session.take(paths)
     record = store.load(now)
@@ -219,6 +224,25 @@ def _plan(job: str, session: Session, paths: HostPaths, policy: Policy, options:
             saved = exc
     notes = state.findings(record, store, saved) + session.notes(policy.node)
     return snap.docker_root, notes + plan_cleanup(snap, rules, now)
+
+
+def _plan_logs(session: Session, sessions: Sequence[Session], paths: HostPaths,
+               policy: Policy, options: NodeOptions, now: datetime) -> tuple[str, list[Action]]:
+    """Docker's logging audit, or the kubelet's pod logs, each audited once per run.
+
+    The pod log directories belong to the node's kubelet, not to a runtime, so
+    the first CRI runtime audits them, with the sandboxes of every CRI runtime
+    in the run as the pods on the node; Docker's audit then leaves them out.
+    """
+    cri = [s for s in sessions if s.cri]
+    if not session.cri:
+        facts = log_inventory.take_logs(session.port, paths, kubelet_dirs=not cri)
+        return facts.docker_root, plan_logs(facts, policy.node.logs, now)
+    if session is not cri[0]:
+        return "", []
+    pods = take_pod_logs(paths, lambda: [s.uid for c in cri for s in c.port.sandboxes()],
+                         options.kubelet_config)
+    return "", plan_pod_logs(pods, policy.node.logs, now)
 
 
 def _report(reporter: Reporter, finding: Action) -> Outcome:

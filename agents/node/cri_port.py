@@ -37,7 +37,14 @@ from typing import Protocol, TypeVar
 import grpc
 
 from agents.node.cri import api_pb2, api_pb2_grpc
-from agents.node.docker_port import Conflict, DockerDown, DockerError, Gone, Timeout
+from agents.node.docker_port import (
+    Conflict,
+    DockerDown,
+    DockerError,
+    Gone,
+    Timeout,
+    Unsupported,
+)
 
 API_VERSION = "v1"
 _MAX_MESSAGE = 16 * 1024 * 1024
@@ -51,10 +58,6 @@ _CONTAINER_STATES = {
 }
 _SANDBOX_STATES = {api_pb2.SANDBOX_READY: "ready", api_pb2.SANDBOX_NOTREADY: "notready"}
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-
-
-class Unsupported(DockerError):
-    """The runtime does not speak CRI v1; nothing can be asked of it."""
 
 
 @dataclass(frozen=True)
@@ -181,12 +184,19 @@ class GrpcCriPort:
         self._images = api_pb2_grpc.ImageServiceStub(self._channel)
         try:
             found = self.version()
+        except Unsupported as exc:
+            self._channel.close()
+            cause = exc.__cause__
+            said = cause.details() if isinstance(cause, grpc.Call) else str(exc)
+            raise Unsupported(f"it answers, but runtime.{API_VERSION}.RuntimeService/Version "
+                              f"is not served ({said}): it speaks an older CRI (v1alpha2) "
+                              "or none") from exc
         except Exception:
             self._channel.close()
             raise
         if found.api_version != API_VERSION:
             self._channel.close()
-            raise Unsupported(f"{found.name} {found.version} at {endpoint} speaks CRI "
+            raise Unsupported(f"it is {found.name} {found.version} and speaks CRI "
                               f"{found.api_version or '(none)'}, not {API_VERSION}")
 
     def version(self) -> RuntimeVersion:

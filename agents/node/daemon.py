@@ -173,6 +173,8 @@ class _Daemon:
             self.health.unreachable(datetime.now(UTC))
             self.metrics.unreachable("node", job, datetime.now(UTC))
             problem = str(exc)
+        except errors.UnsupportedRuntime as exc:  # a wrong --runtime: said, retried, no trace
+            problem = str(exc)
         except Exception as exc:  # a bug must not end the DaemonSet pod in a crash loop
             self._log.opt(exception=exc).error("{} run crashed", job)
             problem = f"{type(exc).__name__}: {exc}"

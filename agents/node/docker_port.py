@@ -42,6 +42,10 @@ class Timeout(DockerError):
     """The Engine took the request but did not answer in time: it may still carry it out."""
 
 
+class Unsupported(DockerError):
+    """The runtime answers, but not in a protocol we speak (not CRI v1): nothing can be asked."""
+
+
 class DockerPort(Protocol):
     endpoint: str
 

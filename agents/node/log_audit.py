@@ -12,13 +12,13 @@ bound.  The ``local`` driver rotates by default (20 MB x 5 files) when
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 from agents.actions import Action, Verb
-from agents.node.log_inventory import ContainerLog, LogFacts
+from agents.node.log_inventory import ContainerLog, LogFacts, LogFile
 from agents.policy import LogRules
 from agents.units import format_age, format_bytes, format_duration
 
@@ -32,16 +32,24 @@ def plan_logs(facts: LogFacts, rules: LogRules, now: datetime) -> list[Action]:
     actions = _daemon_findings(facts, rules)
     for log in sorted(facts.containers, key=lambda c: (c.container_name, c.container_id)):
         actions += _container_findings(facts, log, rules)
-    for f in sorted(facts.kubelet_files, key=lambda f: f.path):
+    actions += kubelet_file_findings(facts.kubelet_files, rules, now)
+    return actions + largest(facts.containers, facts.kubelet_files, rules)
+
+
+def kubelet_file_findings(files: Iterable[LogFile], rules: LogRules, now: datetime
+                          ) -> list[Action]:
+    """Kubelet log files (``/var/log/pods``) above ``maxFileSize`` or untouched too long."""
+    actions = []
+    for f in sorted(files, key=lambda f: f.path):
         if f.size > rules.maxFileSize:
-            actions.append(_report(f.path, "", "logs.maxFileSize", _oversized(f.size, rules),
-                                   {"path": f.path, "size": f.size}))
+            actions.append(report(f.path, "", "logs.maxFileSize", _oversized(f.size, rules),
+                                  {"path": f.path, "size": f.size}))
         if now - f.modified >= rules.staleAfter:
             why = (f"untouched for {format_age(now - f.modified)} "
                    f"(staleAfter {format_duration(rules.staleAfter)})")
-            actions.append(_report(f.path, "", "logs.staleAfter", why,
-                                   {"path": f.path, "size": f.size}))
-    return actions + _largest(facts, rules)
+            actions.append(report(f.path, "", "logs.staleAfter", why,
+                                  {"path": f.path, "size": f.size}))
+    return actions
 
 
 def unbounded(driver: str, options: Mapping[str, str]) -> bool:
@@ -53,7 +61,7 @@ def _daemon_findings(facts: LogFacts, rules: LogRules) -> list[Action]:
     if facts.docker_root_local is None:
         why = (f"Docker root {facts.docker_root} is not visible here "
                "(mount it under --host-root): log sizes are unknown")
-        actions.append(_report(facts.docker_root, "", "logs.maxFileSize", why,
+        actions.append(report(facts.docker_root, "", "logs.maxFileSize", why,
                                {"path": facts.docker_root, "visible": False}))
     daemon = facts.daemon
     if rules.requireRotation and daemon.driver == "json-file":
@@ -65,7 +73,7 @@ def _daemon_findings(facts: LogFacts, rules: LogRules) -> list[Action]:
                    f"log without bound ({_ROTATION} in {daemon.config_path})")
         else:
             return actions
-        actions.append(_report("dockerd", "", "logs.requireRotation", why,
+        actions.append(report("dockerd", "", "logs.requireRotation", why,
                                {"path": daemon.config_path, "driver": daemon.driver}))
     return actions
 
@@ -75,7 +83,7 @@ def _container_findings(facts: LogFacts, log: ContainerLog, rules: LogRules) -> 
     details: dict[str, Any] = {"path": log.path or None, "size": log.size, "driver": log.driver}
     if rules.requireRotation and unbounded(log.driver, log.options):
         why = f"json-file log without max-size grows without bound ({_ROTATION})"
-        actions.append(_report(log.container_name, log.container_id, "logs.requireRotation",
+        actions.append(report(log.container_name, log.container_id, "logs.requireRotation",
                                why, details, log.namespace))
     if log.size is not None and log.size > rules.maxFileSize:
         truncatable = (rules.action == "truncate" and log.driver == "json-file"
@@ -87,21 +95,22 @@ def _container_findings(facts: LogFacts, log: ContainerLog, rules: LogRules) -> 
                               bytes=log.size if truncatable else None,
                               details=MappingProxyType(details)))
     elif log.path and log.size is None and facts.docker_root_local is not None:
-        actions.append(_report(log.container_name, log.container_id, "logs.maxFileSize",
+        actions.append(report(log.container_name, log.container_id, "logs.maxFileSize",
                                f"log file {log.path} is not visible here", details,
                                log.namespace))
     return actions
 
 
-def _largest(facts: LogFacts, rules: LogRules) -> list[Action]:
+def largest(containers: Iterable[ContainerLog], kubelet_files: Iterable[LogFile],
+            rules: LogRules) -> list[Action]:
     """The biggest files, for capacity planning; empty logs would only be noise."""
     files = [(c.size, c.path, c.container_name, c.container_id, c.namespace)
-             for c in facts.containers if c.size and c.path]
-    files += [(f.size, f.path, f.path, "", None) for f in facts.kubelet_files if f.size]
+             for c in containers if c.size and c.path]
+    files += [(f.size, f.path, f.path, "", None) for f in kubelet_files if f.size]
     files.sort(key=lambda f: (-f[0], f[1]))
     top = files[:rules.topN]
     total = sum(f[0] for f in top)
-    return [_report(name, cid, "logs.topN",
+    return [report(name, cid, "logs.topN",
                     f"#{rank} of the {len(top)} largest log files "
                     f"({format_bytes(size)}; together {format_bytes(total)})",
                     {"path": path, "size": size, "rank": rank, "top_total": total}, namespace)
@@ -116,7 +125,7 @@ def _under(path: str, directory: str) -> bool:
     return bool(path) and path.startswith(directory + "/") and "/../" not in path
 
 
-def _report(name: str, ident: str, rule: str, why: str, details: Mapping[str, Any],
+def report(name: str, ident: str, rule: str, why: str, details: Mapping[str, Any],
             namespace: str | None = None) -> Action:
     return Action(kind="log", name=name, id=ident, verb=Verb.REPORT, rule=rule, why=why,
                   namespace=namespace, details=MappingProxyType(dict(details)))

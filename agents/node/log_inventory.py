@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -70,8 +70,12 @@ class LogFacts:
     kubelet_files: tuple[LogFile, ...] = ()
 
 
-def take_logs(port: DockerPort, paths: HostPaths) -> LogFacts:
-    """Inspect every container's logging, then measure the files it names."""
+def take_logs(port: DockerPort, paths: HostPaths, kubelet_dirs: bool = True) -> LogFacts:
+    """Inspect every container's logging, then measure the files it names.
+
+    Without ``kubelet_dirs`` the kubelet's directories are left out: a CRI
+    runtime in the same run audits them (``pod_log_inventory``), once.
+    """
     info = port.info()
     root = info.get("DockerRootDir") or "/var/lib/docker"
     daemon = DaemonLogging(info.get("LoggingDriver") or "json-file", _daemon_log_opts(paths))
@@ -82,15 +86,16 @@ def take_logs(port: DockerPort, paths: HostPaths) -> LogFacts:
         except Gone:
             continue
     skip = {paths.resolve(c.path) for c in containers if c.path}
-    return LogFacts(root, paths.resolve(root), daemon, tuple(containers),
-                    tuple(kubelet_files(paths, skip)))
+    files = kubelet_files(paths, skip) if kubelet_dirs else []
+    return LogFacts(root, paths.resolve(root), daemon, tuple(containers), tuple(files))
 
 
-def kubelet_files(paths: HostPaths, already_counted: set[str | None]) -> list[LogFile]:
+def kubelet_files(paths: HostPaths, already_counted: set[str | None],
+                  dirs: Sequence[str] = KUBELET_LOG_DIRS) -> list[LogFile]:
     """Regular files under the kubelet's log directories, each counted once."""
     seen = set(already_counted)
     found: list[LogFile] = []
-    for host_dir in KUBELET_LOG_DIRS:
+    for host_dir in dirs:
         local_dir = paths.resolve(host_dir)
         if local_dir is None:
             continue

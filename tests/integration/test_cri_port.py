@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 
+from agents.cli import main
+from agents.errors import EXIT_UNREACHABLE, EXIT_UNSUPPORTED
 from agents.node.cri_port import GrpcCriPort
-from agents.node.docker_port import Conflict, DockerDown, Gone
-from scripts.localenv import containerd, cri_images
+from agents.node.docker_port import Conflict, DockerDown, Gone, Timeout
+from scripts.localenv import containerd, cri_images, processes
 from scripts.localenv.containerd import SANDBOX_IMAGE
+from tests.fake_cri import Behaviour, serving
+from tests.node_runs import policy_text, write_policy
+from tests.polling import wait_for
 
 APP = cri_images.image(["kubekeeper.test/app:1", "kubekeeper.test/app:stable"], "app 1")
 OTHER = cri_images.image(["kubekeeper.test/other:1"], "other 1")
@@ -162,3 +171,75 @@ def test_a_containerd_stopped_mid_run_is_runtime_down():
         port.close()
     finally:
         containerd.stop(state_dir)
+
+
+@contextmanager
+def paused(service: containerd.Containerd) -> Iterator[None]:
+    """containerd frozen (SIGSTOP): its socket still takes connections, nothing answers.
+    It is always thawed, so the session's containerd serves the tests after this one."""
+    pid = processes.read_pid(service.pid_file)
+    assert pid is not None and processes.is_alive(pid), "the private containerd is not running"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED,
+                 "the private containerd to stop on SIGSTOP", timeout=10, interval=0.05)
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def node_run(capsys, endpoint: str, policy: Path, *args: str) -> tuple[int, str, str]:
+    """``kubekeeper node run --once`` on one CRI socket: exit code, stdout, stderr."""
+    capsys.readouterr()
+    code = main(["node", "run", "--once", "--policy", str(policy), "--runtime", f"cri:{endpoint}",
+                 "--log-format", "json", "--state-dir", str(policy.parent / "state"), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_slow_answer_from_containerd_is_a_timeout_and_it_answers_again_after(
+        containerd_service, cri_client):
+    port = GrpcCriPort(containerd_service.endpoint, timeout=1)
+    try:
+        assert port.images()
+        with paused(containerd_service), pytest.raises(Timeout, match="no answer in time"):
+            port.images()
+        assert port.images()
+    finally:
+        port.close()
+
+
+def test_a_run_on_a_containerd_that_does_not_answer_in_time_exits_3_and_changes_nothing(
+        capsys, tmp_path, containerd_service, cri_client):
+    cri_images.import_images(containerd_service, [APP])
+    before = cri_client.image_ids()
+    policy = write_policy(tmp_path, policy_text())
+    with paused(containerd_service):
+        code, out, err = node_run(capsys, containerd_service.endpoint, policy,
+                                  "--runtime-timeout", "1s", "--job", "cleanup")
+
+    assert code == EXIT_UNREACHABLE, (out, err)
+    assert "no answer in time" in err and containerd_service.endpoint in err
+    assert "Traceback" not in err
+    assert cri_client.image_ids() == before
+
+
+@pytest.mark.parametrize("behaviour", [
+    pytest.param({"runtime": False}, id="no-runtime.v1"),
+    pytest.param({"api_version": "v1alpha2"}, id="v1alpha2"),
+])
+def test_a_runtime_that_is_not_cri_v1_is_said_plainly_exit_4_and_nothing_removed(
+        capsys, tmp_path, behaviour):
+    """A gRPC server on the socket that does not serve runtime.v1 (or says another version):
+    removals would be refused by it anyway, but the agent must not even plan."""
+    socket = tmp_path / "cri.sock"
+    fake = Behaviour(api_version=behaviour.get("api_version", "v1"))
+    with serving(socket, fake, runtime=behaviour.get("runtime", True)):
+        code, out, err = node_run(capsys, f"unix://{socket}",
+                                  write_policy(tmp_path, policy_text()), "--job", "all")
+
+    assert code == EXIT_UNSUPPORTED, (out, err)
+    assert "is not a CRI v1 runtime, nothing was changed" in err
+    assert "Traceback" not in err
+    assert fake.calls == ["/runtime.v1.RuntimeService/Version"]  # asked nothing else
+    assert '"event": "action' not in out

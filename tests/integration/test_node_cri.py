@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,13 +89,103 @@ def test_containers_and_volumes_are_said_to_be_out_of_scope_once_per_run(capsys,
     assert not [line for line in actions(lines) if line["kind"] in ("container", "volume")]
 
 
-def test_the_log_audit_says_once_that_it_does_not_read_cri_runtimes(capsys, tmp_path, node):
-    code, lines = cri_run(capsys, node, write_policy(tmp_path, policy_text()), job="logs")
+KUBELET_CONFIG = ("kind: KubeletConfiguration\ncontainerLogMaxSize: {size}\n"
+                  "containerLogMaxFiles: 2\n")
+LONG_AGO = 1_700_000_000  # 2023: long past the audit's grace for a quiet directory
 
-    assert code == 0
-    (line,) = actions(lines)
-    assert (line["kind"], line["runtime"], line["result"]) == ("runtime", "cri", "done")
-    assert "containerLogMaxSize" in line["reason"]
+
+def pod_log_dir(root: Path, namespace: str, pod: str, uid: str, sizes: dict[str, int]) -> Path:
+    """A kubelet-shaped ``/var/log/pods/<namespace>_<pod>_<uid>`` with these files."""
+    directory = root / "var/log/pods" / f"{namespace}_{pod}_{uid}"
+    for name, size in sizes.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(b"x" * size)
+    return directory
+
+
+def tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def log_host(node, cri_client) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A host root whose kubelet rotates at 1Ki x 2 files, with the pod log directories of
+    the pod the CRI runs (within its bound), of a second live pod over its bound (2Ki per
+    container log), and of a pod no sandbox has any more; every file quiet since 2023."""
+    root = Path(tempfile.mkdtemp(prefix="kk-logs-", dir="/tmp"))
+    (root / "var/lib/kubelet").mkdir(parents=True)
+    (root / "var/lib/kubelet/config.yaml").write_text(KUBELET_CONFIG.format(size="1Ki"))
+    port = GrpcCriPort(node.endpoint, timeout=10)
+    try:
+        (web,) = port.sandboxes()
+    finally:
+        port.close()
+    chatty = cri_client.run_pod("chatty", namespace="shop")
+    gone = str(uuid.uuid4())
+    pod_log_dir(root, "shop", "web", web.uid, {"server/0.log": 1000, "migrate/0.log": 100})
+    pod_log_dir(root, "shop", "chatty", chatty.uid, {"app/0.log": 1500, "app/0.log.1": 1000})
+    pod_log_dir(root, "shop", "left", gone, {"app/0.log": 10})
+    # All quiet since long ago: only the sandboxes the CRI lists tell the live pods apart.
+    for path in sorted((root / "var/log/pods").rglob("*"), reverse=True):
+        os.utime(path, (LONG_AGO, LONG_AGO))
+    yield root, {"web": web.uid, "chatty": chatty.uid, "gone": gone}
+    shutil.rmtree(root)
+
+
+def test_the_log_audit_reports_gone_pods_and_pod_logs_over_the_kubelets_bound(
+        capsys, tmp_path, node, log_host):
+    root, uids = log_host
+    before, sandboxes = tree(root), listed(node)["sandbox"]
+    policy = write_policy(tmp_path, policy_text(logs="{action: truncate, topN: 0}"))
+    code, lines = cri_run(capsys, node, policy, "--host-root", str(root), job="logs")
+
+    assert code == 0, lines
+    found = {(line["id"], line["reason"].split(" ")[1]) for line in actions(lines)}
+    assert found == {(uids["gone"], "no"), (uids["chatty"], "pod"), ("", "untouched")}, lines
+    by_id = {line["id"]: line for line in actions(lines)}
+    assert "pod shop/left is gone from this node" in by_id[uids["gone"]]["reason"]
+    assert "2.4Ki > 2.0Ki (1 container log(s) x containerLogMaxFiles 2" in \
+        by_id[uids["chatty"]]["reason"]
+    stale = {line["name"] for line in actions(lines)
+             if line["reason"].startswith("logs.staleAfter")}  # the file checks run here too
+    assert stale == {f"/{path}" for path in before if path.startswith("var/log/pods/")}
+    assert {(line["kind"], line["action"], line["result"]) for line in actions(lines)} == {
+        ("log", "report", "done")}
+    assert all(line["runtime"] == "cri" for line in actions(lines))
+    assert tree(root) == before and listed(node)["sandbox"] == sandboxes
+    (summary,) = summaries(lines)
+    assert summary["runtimes"] == ["cri"] and summary["error"] is None
+
+
+def test_a_kubelet_config_that_turns_rotation_off_is_reported_from_the_path_named(
+        capsys, tmp_path, node, log_host):
+    root, _ = log_host
+    (root / "etc").mkdir()
+    (root / "etc/kubelet.yaml").write_text(KUBELET_CONFIG.format(size="-1"))
+    policy = write_policy(tmp_path, policy_text(logs="{topN: 0}"))
+    code, lines = cri_run(capsys, node, policy, "--host-root", str(root),
+                          "--kubelet-config", "/etc/kubelet.yaml", job="logs")
+
+    assert code == 0, lines
+    rotation = [line for line in actions(lines) if line["name"] == "/etc/kubelet.yaml"]
+    assert [line["reason"].split(":")[0] for line in rotation] == ["logs.requireRotation"]
+    assert "turns the kubelet's log rotation off" in rotation[0]["reason"]
+    assert all(line["runtime"] == "cri" for line in actions(lines))
+
+
+def test_a_missing_kubelet_config_is_said_once_and_the_defaults_assumed(
+        capsys, tmp_path, node, log_host):
+    root, uids = log_host
+    (root / "var/lib/kubelet/config.yaml").unlink()
+    code, lines = cri_run(capsys, node, write_policy(tmp_path, policy_text(logs="{topN: 0}")),
+                          "--host-root", str(root), job="logs")
+
+    assert code == 0, lines
+    (said,) = [line for line in actions(lines) if line["reason"].startswith("--kubelet-config")]
+    assert "does not exist" in said["reason"] and "defaults are assumed" in said["reason"]
+    pods = {line["id"] for line in actions(lines) if line["reason"].startswith("logs.podLogDirs")}
+    assert pods == {uids["gone"]}  # chatty's 2.4Ki is within the default 5 x 10Mi
+    assert all(line["runtime"] == "cri" for line in actions(lines))
 
 
 def test_dry_run_changes_nothing_and_plans_exactly_what_the_real_run_then_does(
@@ -214,3 +305,21 @@ def test_a_node_with_docker_and_containerd_is_cleaned_on_both_under_one_cap(
     assert not {OLD.image_id, STALE.image_id} & listed(node)["image"]
     assert docker_client.api.images(all=True) == []
     assert {p.name for p in (tmp_path / "state").iterdir()} == {"containerd.json", "docker.json"}
+
+
+def test_on_a_node_with_docker_too_the_pod_logs_are_audited_once_by_the_cri_runtime(
+        capsys, tmp_path, node, host_root, clean_docker):
+    gone = str(uuid.uuid4())
+    log = pod_log_dir(host_root, "shop", "left", gone, {"app/0.log": 10}) / "app/0.log"
+    os.utime(log, (LONG_AGO, LONG_AGO))
+    code, lines = run_once(capsys, clean_docker.base_url,
+                           write_policy(tmp_path, policy_text(logs="{topN: 5}")),
+                           "--runtime", "auto", "--host-root", str(host_root), "--job", "logs")
+
+    assert code == 0, lines
+    host_path = f"/var/log/pods/shop_left_{gone}/app/0.log"
+    about = [(line["runtime"], line["reason"].split(":")[0]) for line in actions(lines)
+             if line["name"] == host_path]
+    assert sorted(about) == [("containerd", "logs.staleAfter"), ("containerd", "logs.topN")]
+    assert {line["runtime"] for line in actions(lines)} <= {"containerd", "docker"}
+    assert summaries(lines)[0]["runtimes"] == ["containerd", "docker"]

@@ -91,6 +91,13 @@ def test_a_health_port_out_of_range_exits_2(tmp_path, capsys, port):
     assert "is not a port (1 to 65535)" in capsys.readouterr().err
 
 
+def test_a_relative_kubelet_config_exits_2(tmp_path, capsys):
+    code = main(["node", "run", "--policy", str(ROOT / "policies.yaml"), "--docker-host",
+                 f"unix://{tmp_path}/none.sock", "--kubelet-config", "config.yaml"])
+    assert code == 2
+    assert "'config.yaml' is not an absolute path on the host" in capsys.readouterr().err
+
+
 def test_a_health_port_in_use_exits_2_with_a_message(tmp_path, capsys):
     with socket.socket() as taken:
         taken.bind(("", 0))
