@@ -9,7 +9,9 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -91,6 +93,59 @@ def policy_file(tmp_path: Path, namespace: str, cluster: dict) -> Path:
                     "recycleBin": {"namespace": namespace},
                     "completedJobs": {"action": "delete"}, **cluster}}))
     return path
+
+
+def proxied_kubeconfig(control_plane, proxy: TcpProxy, tmp_path: Path) -> Path:
+    """The admin kubeconfig, pointed at the proxy (the server's certificate names 127.0.0.1)."""
+    config = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def cut_when(proxy: TcpProxy, gone: Callable[[], bool]) -> threading.Thread:
+    """Cut the proxy as soon as ``gone()`` (polled by the test's own, direct client)."""
+    def watch() -> None:
+        wait_for(gone, timeout=120, interval=0.02, what="the run to delete its first Jobs")
+        proxy.cut()
+    thread = threading.Thread(target=watch, daemon=True, name="cut-the-proxy")
+    thread.start()
+    return thread
+
+
+def test_the_api_server_lost_mid_run_ends_the_cli_run_with_exit_3_after_unreachable_after(
+        kube_api, namespace, control_plane, tmp_path, capsys):
+    """Through the CLI and the policy file, as a CronJob runs it: ``unreachableAfter: 2s``
+    (the default is 2m) bounds the run, the summary names the endpoint, the exit code is 3."""
+    names = old_jobs(kube_api, namespace, 12)
+    server = urlparse(kube_api.configuration.host)
+    proxy = TcpProxy((server.hostname, server.port))
+    kubeconfig = proxied_kubeconfig(control_plane, proxy, tmp_path)
+    path = policy_file(tmp_path, namespace, {"apiQPS": 5, "concurrency": 1,
+                                             "unreachableAfter": "2s"})
+    watcher = cut_when(proxy, lambda: len(job_names(kube_api, namespace)) <= 9)
+
+    code = main(["cluster", "run", "jobs", "--policy", str(path), "--kubeconfig",
+                 str(kubeconfig), "--log-format", "json"])
+
+    watcher.join(timeout=5)
+    lines = report_lines.parse(capsys.readouterr().out)
+    summary, outcomes = lines[-1], report_lines.outcomes(lines)
+    endpoint = f"https://127.0.0.1:{proxy.port}"
+    assert code == 3
+    assert summary["event"] == "run.summary"
+    assert summary["error"].startswith(f"halted: the API server {endpoint} has not answered for")
+    assert "(cluster.unreachableAfter: 2s)" in summary["error"]
+    assert {line["name"] for line in outcomes} == set(names)
+    done, failed, skipped = ({line["name"] for line in outcomes if line["result"] == result}
+                             for result in ("done", "failed", "skipped"))
+    assert len(done) >= 3 and skipped and len(failed) <= 1  # a DELETE in flight at the cut
+    assert all(f"the API server {endpoint} has not answered" in line["error"]
+               for line in outcomes if line["result"] != "done")
+    left = job_names(kube_api, namespace)
+    assert set(names) - done - failed <= left <= set(names) - done
 
 
 def test_a_run_past_its_deadline_skips_the_rest_and_says_so(kube_api, namespace, control_plane,
