@@ -101,15 +101,19 @@ class Reporter:
         self._started = time.monotonic()
         self._observer = observer
 
-    def intent(self, action: Action, task: str | None = None) -> int:
+    def intent(self, action: Action, task: str | None = None, op: int | None = None) -> int:
         """Record, flushed, that ``action`` is about to be carried out; returns its ``op``.
 
         The caller makes the change only after this returns, and reports the
-        outcome with ``action(outcome, op=op)``.
+        outcome with ``action(outcome, op=op)``. Given an ``op`` already written
+        ahead, the line supersedes that op's intent: the action was planned again
+        (a 409) and a reader keeps the last intent of each op, whose manifest is
+        the version actually sent.
         """
         with self._lock:
-            self._ops += 1
-            op = self._ops
+            if op is None:
+                self._ops += 1
+                op = self._ops
             self._ahead.add(op)
         line = self._line(action, task, op, "action.intent", "pending", "info")
         line["bytes"], line["error"] = action.bytes, None

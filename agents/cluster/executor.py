@@ -12,7 +12,10 @@ known, so a run killed half-way leaves the record of what it did.
   object went away) is ``failed``: nothing was written.
 - 409: the object changed since it was listed (every mutation carries the
   listed ``resourceVersion``); it is re-read and planned again, and the new
-  decision is carried out (at most ``MAX_REPLANS`` times).
+  decision is carried out (at most ``MAX_REPLANS`` times), written ahead like
+  the first: the new version's complete manifest in a new recycle bin chunk,
+  then an intent line for the same ``op`` with its redacted one. Without that,
+  ``restore`` would bring back the version listed, not the one deleted.
 - Any other error (403 names verb, resource and namespace) fails that action
   only; the run goes on.
 - Write-ahead: in a real run every deletion's complete manifest is first kept
@@ -157,14 +160,14 @@ class ClusterExecutor:
             return self._report(task, refused(action, f"not started: {halt.reason}"))
         op = None if self._dry_run else self._reporter.intent(action, task=task)
         try:
-            outcome = self._attempt(task, action)
+            outcome = self._attempt(task, action, op)
         except Exception as exc:  # one object's surprise must not end the run
             logger.bind(kind=action.kind, name=action.name, id=action.id).exception(
                 "unexpected failure")
             outcome = Outcome(action, Result.FAILED, error=f"{type(exc).__name__}: {exc}")
         return self._finish(task, outcome, op)
 
-    def _attempt(self, task: str, action: Action) -> Outcome:
+    def _attempt(self, task: str, action: Action, op: int | None) -> Outcome:
         closed = self._gate.closed(action.namespace) if action.namespace else None
         if closed:
             return Outcome(action, Result.SKIPPED, error=closed)
@@ -178,6 +181,8 @@ class ClusterExecutor:
                 if err.status != 409 or replans == MAX_REPLANS:
                     return self._failed(action, err)
                 fresh = self._replan(task, action)
+                if not isinstance(fresh, Outcome):
+                    fresh = self._written_again(task, fresh, op)
                 if isinstance(fresh, Outcome):
                     return fresh
                 action, replans = fresh, replans + 1
@@ -197,6 +202,26 @@ class ClusterExecutor:
         if not fresh.mutates:
             return replace(refused(fresh, ""), details={"replanned": True})
         return fresh
+
+    def _written_again(self, task: str, action: Action, op: int | None) -> Action | Outcome:
+        """A re-planned mutation, recorded like the first before it is sent: the new
+        version's complete manifest in the bin, then its intent line (same ``op``).
+
+        A manifest that cannot be kept leaves the object in place, as before the
+        first attempt. A dry run (no ``op``) writes neither, but shows the manifest.
+        """
+        action = self._shown(replace(action, details=MappingProxyType(
+            {**action.details, "replanned": True})))
+        if op is None:
+            return action
+        if self._bin is not None and action.destructive and action.sealed:
+            where, missing = self._bin.keep(task, [action])
+            if missing:
+                return self._unbinned(action, missing[0])
+            action = replace(action, details=MappingProxyType(
+                {**action.details, "recycle_bin": where[0]}))
+        self._reporter.intent(action, task=task, op=op)
+        return action
 
     def _send(self, action: Action) -> None:
         details = action.details

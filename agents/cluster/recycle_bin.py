@@ -13,11 +13,19 @@ only the cluster's RBAC lets people read: Secrets in ``recycleBin.namespace``
   no deletion goes ahead without its complete manifest kept.
 - Each Secret carries its expiry (annotation ``kubekeeper/expires``); every
   later run of a deleting task plans the deletion of expired ones.
+- A deletion planned again after a 409 keeps the new version in a chunk of
+  its own before the DELETE is sent again. Chunks are numbered in the order
+  they were written (annotation ``kubekeeper/chunk``), so when one run's bin
+  holds an object twice, ``restore`` takes the later chunk: the version that
+  was deleted. Task accounts may create and delete Secrets, never patch them,
+  so the older entry stays.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -32,6 +40,7 @@ CHUNK_BYTES = 512 * 1024
 COMPONENT = "recycle-bin"
 SELECTOR = f"app.kubernetes.io/managed-by=kubekeeper,app.kubernetes.io/component={COMPONENT}"
 EXPIRES = "kubekeeper/expires"
+CHUNK = "kubekeeper/chunk"
 _KEY_CHARS = re.compile(r"[^-._a-zA-Z0-9]")
 
 
@@ -57,14 +66,14 @@ def chunks(actions: Sequence[Action], limit: int = CHUNK_BYTES) -> list[list[Act
 
 
 def secret_body(name: str, run_id: str, task: str, actions: Iterable[Action],
-                expires: datetime) -> dict:
+                expires: datetime, number: int = 0) -> dict:
     return {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": name, "labels": {
             "app.kubernetes.io/managed-by": "kubekeeper",
             "app.kubernetes.io/component": COMPONENT,
             "kubekeeper/run": run_id[:63], "kubekeeper/task": task},
-            "annotations": {EXPIRES: rfc3339(expires)}},
+            "annotations": {EXPIRES: rfc3339(expires), CHUNK: str(number)}},
         "stringData": {entry_key(a): a.sealed or "" for a in actions},
     }
 
@@ -76,16 +85,24 @@ class RecycleBin:
                  now: datetime):
         self._port, self._namespace = port, namespace
         self._run_id, self._expires = run_id, now + keep_for
+        self._written: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
     def keep(self, task: str, actions: Sequence[Action]
              ) -> tuple[dict[int, str], dict[int, str]]:
-        """Store the sealed manifests; returns (where each is, why each is not), by index."""
+        """Store the sealed manifests; returns (where each is, why each is not), by index.
+
+        Safe across threads: a re-planned deletion's call gets the next chunk number.
+        """
         where: dict[int, str] = {}
         missing: dict[int, str] = {}
         position = {id(a): i for i, a in enumerate(actions)}
-        for number, group in enumerate(chunks(actions)):
+        for group in chunks(actions):
+            with self._lock:
+                number = self._written[task]
+                self._written[task] += 1
             name = _KEY_CHARS.sub("-", f"kubekeeper-bin-{self._run_id}-{task}-{number}").lower()
-            body = secret_body(name, self._run_id, task, group, self._expires)
+            body = secret_body(name, self._run_id, task, group, self._expires, number)
             try:
                 self._port.create(RESOURCES["secret"], self._namespace, body)
             except ApiError as err:

@@ -103,9 +103,11 @@ def from_bin(port: ClusterPort, namespace: str, selection: Selection) -> list[En
         meta = secret.get("metadata") or {}
         run = (meta.get("labels") or {}).get("kubekeeper/run", "")
         kept = _when(meta.get("creationTimestamp"))
+        chunk = _chunk((meta.get("annotations") or {}).get(recycle_bin.CHUNK))
         for key, encoded in (secret.get("data") or {}).items():
             where = f"{namespace}/{meta.get('name')}/{key}"
-            entry = _entry(_decoded(encoded), run, kept, where, uid=key.rsplit(".", 1)[-1])
+            entry = _entry(_decoded(encoded), run, kept, where, uid=key.rsplit(".", 1)[-1],
+                           chunk=chunk)
             if entry is None:
                 logger.warning("recycle bin entry {} is not a manifest; left alone", where)
             elif selection.admits(entry.kind, entry.namespace, entry.name, run, kept):
@@ -122,6 +124,11 @@ def _when(text: Any) -> datetime:
     return moment if moment and moment.tzinfo else datetime.fromtimestamp(0, UTC)
 
 
+def _chunk(text: Any) -> int:
+    """A bin's chunk number; a bin written before chunks were numbered counts as 0."""
+    return int(text) if isinstance(text, str) and text.isdecimal() and len(text) < 10 else 0
+
+
 def _decoded(encoded: str) -> dict[str, Any] | None:
     try:
         manifest = json.loads(base64.b64decode(encoded))
@@ -131,7 +138,8 @@ def _decoded(encoded: str) -> dict[str, Any] | None:
 
 
 def _entry(manifest: dict[str, Any] | None, run: str, deleted: datetime, source: str,
-           uid: str = "", line: dict[str, Any] | None = None) -> Entry | None:
+           uid: str = "", line: dict[str, Any] | None = None, chunk: int = 0
+           ) -> Entry | None:
     meta = (manifest or {}).get("metadata") or {}
     line = line or {}
     kind = KINDS.get(str((manifest or {}).get("kind")), line.get("kind") or "")
@@ -139,7 +147,7 @@ def _entry(manifest: dict[str, Any] | None, run: str, deleted: datetime, source:
         return None
     return Entry(manifest, run, deleted, source, kind,
                  meta.get("namespace") or line.get("namespace") or "",
-                 meta.get("name") or line.get("name") or "", uid)
+                 meta.get("name") or line.get("name") or "", uid, chunk)
 
 
 def from_report(lines: Iterable[str], selection: Selection

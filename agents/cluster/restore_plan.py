@@ -18,7 +18,8 @@ A restored object must stay restored and must not act on its own:
   refused, naming the recycle bin, which keeps the complete one.
 
 When the selection holds the same object from several runs, the latest
-deletion wins.
+deletion wins; within one run's bin, the later chunk (a deletion planned
+again after a 409 keeps the version it deleted in a chunk of its own).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class Entry:
     namespace: str = ""
     name: str = ""
     uid: str = ""
+    chunk: int = 0
+    """The recycle bin chunk's number (``kubekeeper/chunk``): breaks a tie on ``deleted``."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def plan(entries: Iterable[Entry], owners_found: Mapping[str, bool], redact: boo
     latest: dict[tuple[str, str, str], Entry] = {}
     for entry in entries:
         key = (entry.kind, entry.namespace, entry.name)
-        if key not in latest or entry.deleted > latest[key].deleted:
+        if key not in latest or _order(entry) > _order(latest[key]):
             latest[key] = entry
     result = RestorePlan()
     for entry in sorted(latest.values(), key=lambda e: (e.kind, e.namespace, e.name)):
@@ -120,6 +123,10 @@ def plan(entries: Iterable[Entry], owners_found: Mapping[str, bool], redact: boo
         else:
             result.creates.append(action)
     return result
+
+
+def _order(entry: Entry) -> tuple[datetime, int]:
+    return entry.deleted, entry.chunk
 
 
 def _refusal(entry: Entry) -> str | None:

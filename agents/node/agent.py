@@ -29,7 +29,7 @@ from agents import errors
 from agents.actions import Action, Outcome, Verb, refused
 from agents.node import log_inventory, runtimes, state
 from agents.node.docker_port import DockerDown, DockerError, Timeout, Unsupported
-from agents.node.executor import Execution, execute_all
+from agents.node.executor import PAST_DEADLINE, Execution, execute_all
 from agents.node.host_paths import HostPaths
 from agents.node.kubelet_config import KUBELET_CONFIG
 from agents.node.log_audit import plan_logs
@@ -40,6 +40,7 @@ from agents.node.runtimes import Runtime
 from agents.node.sessions import Session, connect, stamped
 from agents.policy import Policy
 from agents.report import Reporter, ReportObserver, annotated, choose_format, plan_table
+from agents.units import format_duration
 
 JOBS = ("cleanup", "logs")
 
@@ -125,6 +126,7 @@ def run_job(job: str, policy: Policy, options: NodeOptions, stop: threading.Even
         mark = sink.tell() if table else 0
         lost = [f"{run.runtime} stopped answering during the run: {run.unreachable}"
                 for run, _ in runs if run.unreachable]
+        lost += _late(done, options.deadline)
         summary = reporter.summary(aborted=aborted, error="; ".join(problems + lost) or None,
                                    runtimes=[s.runtime.name for s, _, _ in plans])
     finally:
@@ -136,6 +138,15 @@ def run_job(job: str, policy: Policy, options: NodeOptions, stop: threading.Even
                      f"{sink.getvalue()[mark:]}")
         stream.flush()
     return summary
+
+
+def _late(outcomes: Sequence[Outcome], deadline: timedelta | None) -> list[str]:
+    """The summary's word that ``--deadline`` cut the run short (then it exits 1, as a
+    cluster run does): its skipped lines say it one by one, the summary once."""
+    if deadline is None or not any(o.error == PAST_DEADLINE for o in outcomes):
+        return []
+    return [f"the run's deadline ({format_duration(deadline)}) passed before every action "
+            "started"]
 
 
 def _connect_all(selected: Sequence[Runtime], policy: Policy, options: NodeOptions

@@ -4,12 +4,15 @@ Each run ends in bounded time with a complete report."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -93,6 +96,59 @@ def policy_file(tmp_path: Path, namespace: str, cluster: dict) -> Path:
     return path
 
 
+def proxied_kubeconfig(control_plane, proxy: TcpProxy, tmp_path: Path) -> Path:
+    """The admin kubeconfig, pointed at the proxy (the server's certificate names 127.0.0.1)."""
+    config = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def cut_when(proxy: TcpProxy, gone: Callable[[], bool]) -> threading.Thread:
+    """Cut the proxy as soon as ``gone()`` (polled by the test's own, direct client)."""
+    def watch() -> None:
+        wait_for(gone, timeout=120, interval=0.02, what="the run to delete its first Jobs")
+        proxy.cut()
+    thread = threading.Thread(target=watch, daemon=True, name="cut-the-proxy")
+    thread.start()
+    return thread
+
+
+def test_the_api_server_lost_mid_run_ends_the_cli_run_with_exit_3_after_unreachable_after(
+        kube_api, namespace, control_plane, tmp_path, capsys):
+    """Through the CLI and the policy file, as a CronJob runs it: ``unreachableAfter: 2s``
+    (the default is 2m) bounds the run, the summary names the endpoint, the exit code is 3."""
+    names = old_jobs(kube_api, namespace, 12)
+    server = urlparse(kube_api.configuration.host)
+    proxy = TcpProxy((server.hostname, server.port))
+    kubeconfig = proxied_kubeconfig(control_plane, proxy, tmp_path)
+    path = policy_file(tmp_path, namespace, {"apiQPS": 5, "concurrency": 1,
+                                             "unreachableAfter": "2s"})
+    watcher = cut_when(proxy, lambda: len(job_names(kube_api, namespace)) <= 9)
+
+    code = main(["cluster", "run", "jobs", "--policy", str(path), "--kubeconfig",
+                 str(kubeconfig), "--log-format", "json"])
+
+    watcher.join(timeout=5)
+    lines = report_lines.parse(capsys.readouterr().out)
+    summary, outcomes = lines[-1], report_lines.outcomes(lines)
+    endpoint = f"https://127.0.0.1:{proxy.port}"
+    assert code == 3
+    assert summary["event"] == "run.summary"
+    assert summary["error"].startswith(f"halted: the API server {endpoint} has not answered for")
+    assert "(cluster.unreachableAfter: 2s)" in summary["error"]
+    assert {line["name"] for line in outcomes} == set(names)
+    done, failed, skipped = ({line["name"] for line in outcomes if line["result"] == result}
+                             for result in ("done", "failed", "skipped"))
+    assert len(done) >= 3 and skipped and len(failed) <= 1  # a DELETE in flight at the cut
+    assert all(f"the API server {endpoint} has not answered" in line["error"]
+               for line in outcomes if line["result"] != "done")
+    left = job_names(kube_api, namespace)
+    assert set(names) - done - failed <= left <= set(names) - done
+
+
 def test_a_run_past_its_deadline_skips_the_rest_and_says_so(kube_api, namespace, control_plane,
                                                             tmp_path, capsys):
     names = old_jobs(kube_api, namespace, 10)
@@ -109,6 +165,67 @@ def test_a_run_past_its_deadline_skips_the_rest_and_says_so(kube_api, namespace,
     skipped = [line for line in outcomes if line["result"] == "skipped"]
     assert skipped and all("the run's deadline (2s) passed" in line["error"] for line in skipped)
     assert len(job_names(kube_api, namespace)) == len(skipped)
+
+
+def binned(client: ApiClient, namespace: str) -> dict[str, dict]:
+    """Every manifest kept in the recycle bin Secrets in ``namespace``, by its
+    ``<secret>/<key>`` (the key names the object: ``job.<namespace>.<name>.<uid prefix>``)."""
+    secrets = CoreV1Api(client).list_namespaced_secret(
+        namespace, label_selector="app.kubernetes.io/component=recycle-bin").items
+    return {f"{secret.metadata.name}/{key}": json.loads(base64.b64decode(text))
+            for secret in secrets for key, text in (secret.data or {}).items()}
+
+
+def lines_until_killed(process: subprocess.Popen, done: int, timeout: float) -> list[dict]:
+    """The report lines read until ``done`` deletions were done, then SIGKILL; and the
+    lines it had already flushed to the pipe."""
+    lines: list[dict] = []
+    enough = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for text in process.stdout:
+            lines.append(json.loads(text))
+            if sum(x["event"] == "action" and x["result"] == "done" for x in lines) >= done:
+                enough.set()
+        enough.set()
+    reader = threading.Thread(target=read, daemon=True, name="report-reader")
+    reader.start()
+    enough.wait(timeout)
+    process.kill()
+    process.wait(30)
+    reader.join(10)
+    return lines
+
+
+def test_sigkill_mid_run_leaves_an_intent_line_and_a_bin_entry_for_every_deleted_job(
+        kube_api, namespace, control_plane, tmp_path):
+    """A real ``kubekeeper cluster run jobs`` killed after 10 deletions: each Job gone has
+    its intent line, with its manifest and where the complete one is, and that entry."""
+    names = old_jobs(kube_api, namespace, 60)
+    uids = {j.metadata.uid: j.metadata.name
+            for j in BatchV1Api(kube_api).list_namespaced_job(namespace).items}
+    path = policy_file(tmp_path, namespace, {"apiQPS": 20, "concurrency": 4})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agents", "cluster", "run", "jobs", "--policy", str(path),
+         "--kubeconfig", str(control_plane.kubeconfig), "--log-format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    lines = lines_until_killed(process, done=10, timeout=120)
+
+    assert not report_lines.summaries(lines), "the run finished before it was killed"
+    gone = {uid for uid, name in uids.items() if name not in job_names(kube_api, namespace)}
+    assert len(gone) >= 10 and len(gone) < len(names)
+    intents = {x["id"]: x for x in report_lines.intents(lines) if x["kind"] == "job"}
+    assert gone <= set(intents), "a Job was deleted without its intent line"
+    assert {intents[uid]["manifest"]["metadata"]["name"] for uid in gone} == {
+        uids[uid] for uid in gone}
+    kept = binned(kube_api, namespace)
+    for uid in gone:
+        where = intents[uid]["recycle_bin"].removeprefix(f"{namespace}/")
+        assert where.endswith(f".{uids[uid]}.{uid[:8]}") and where in kept, (
+            f"{uids[uid]} was deleted without its manifest in the bin")
+        assert kept[where]["metadata"]["name"] == uids[uid]
 
 
 def test_sigterm_during_a_throttle_wait_ends_the_run_with_a_summary(kube_api, namespace,

@@ -18,8 +18,8 @@ from agents.cluster.restore import RestoreOptions, run_restore
 from agents.cluster.restore_plan import Selection
 from scripts.localenv.kube_jobs import finish_job, job
 from tests import report_lines
-from tests.cluster_runs import ago, pod_template, policy_for, run_task
-from tests.integration.test_cluster_recycle_bin import SECRET, job_with_a_secret
+from tests.cluster_runs import Interleaved, ago, pod_template, policy_for, run_task
+from tests.integration.test_cluster_recycle_bin import SECRET, bin_manifest, job_with_a_secret
 
 JOBS = "completedJobs: {action: delete}"
 OWNERLESS = ("revisionHistory: {action: patch, ownerlessReplicaSets: {enabled: true, "
@@ -196,3 +196,36 @@ def test_a_restored_job_keeps_a_live_owner_and_loses_a_gone_one(kube_api, namesp
         restored = raw(kube_api, "job", namespace, "gone-job")["metadata"]
         assert "ownerReferences" not in restored and "deletionTimestamp" not in restored
         time.sleep(0.5)
+
+
+def test_a_deletion_planned_again_after_a_409_is_restored_as_it_was_deleted(
+        kube_api, namespace, tmp_path: Path):
+    """The Job is relabelled between the list and the DELETE: the DELETE gets a 409, the
+    new version is planned and deleted. Its manifest must reach the bin and a new intent
+    line before the DELETE is sent again, or a restore brings back the version listed."""
+    job_with_a_secret(kube_api, namespace, "migrate")
+    batch = BatchV1Api(kube_api)
+    api = Interleaved(kube_api, {"migrate": lambda: batch.patch_namespaced_job(
+        "migrate", namespace, {"metadata": {"labels": {"touched": "yes"}}})})
+    rules = JOBS + "\nredactManifests: false"
+
+    run = run_task(kube_api, policy_for(namespace, rules), "jobs", api=api)
+
+    line = run.line("job", "migrate")
+    assert (line["result"], line["replanned"]) == ("done", True)
+    first, again = [i for i in run.intents if i["name"] == "migrate"]
+    assert first["op"] == again["op"] == line["op"] and again["replanned"] is True
+    assert "touched" not in first["manifest"]["metadata"]["labels"]
+    assert again["manifest"]["metadata"]["labels"]["touched"] == "yes"
+    assert again["recycle_bin"] == line["recycle_bin"] != first["recycle_bin"]
+    assert bin_manifest(kube_api, line["recycle_bin"])["metadata"]["labels"]["touched"] == "yes"
+    report = tmp_path / "report.jsonl"
+    report.write_text(run.text)
+    for sources in ((), (str(report),)):
+        restored = outcomes_by_name(restore(kube_api, namespace, sources))
+        assert restored["migrate"]["result"] == "done"
+        back = raw(kube_api, "job", namespace, "migrate")
+        assert back["metadata"]["labels"]["touched"] == "yes"
+        env = back["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert env == [{"name": "DB_PASSWORD", "value": SECRET}]
+        batch.delete_namespaced_job("migrate", namespace, propagation_policy="Background")

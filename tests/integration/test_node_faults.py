@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -99,3 +100,42 @@ def test_a_paused_docker_daemon_never_makes_the_report_lie(engine, tmp_path):
     assert lies == {}, "the report says done for a container still there, or not for one gone"
     assert report_lines.summaries(lines)[-1] is lines[-1]
     assert code in (0, 1), "".join(agent.stderr[-20:])
+
+
+def test_a_run_whose_docker_daemon_hangs_ends_at_its_deadline_with_a_summary(engine, tmp_path):
+    """dockerd is paused after the first removal and stays paused until the run has ended:
+    the calls in flight give up (``--runtime-timeout``), nothing starts after ``--deadline``,
+    and the summary is written without Docker's help."""
+    made = containers(engine, 60)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_text(parallelism=2))
+    agent = AgentProcess("--once", "--policy", str(policy), "--docker-host", engine.base_url,
+                         "--job", "cleanup", "--runtime-timeout", "1s", "--deadline", "3s")
+    pid = processes.read_pid(engine.pid_file)
+    try:
+        lines = list(agent.lines_until(
+            lambda x: x["event"] == "run.summary"
+            or (x["event"] == "action" and x["result"] == "done"), timeout=120))
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            code = agent.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the run did not end while Docker was paused; stderr:\n"
+                                 + "".join(agent.stderr[-30:])) from None
+        lines += agent.drain()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        if agent.process.poll() is None:
+            agent.process.kill()
+
+    assert not report_lines.summaries(lines[:-1]), "the run ended before Docker was paused"
+    summary = lines[-1]
+    assert summary["event"] == "run.summary"
+    outcomes = {x["id"]: x for x in report_lines.outcomes(lines) if x["kind"] == "container"}
+    assert set(outcomes) == set(made), "a container has no outcome line"
+    late = [x for x in report_lines.outcomes(lines) if x["result"] == "skipped"]
+    assert any(x["kind"] == "container" for x in late), "none was left for after the deadline"
+    assert {x["error"] for x in late} == {"not started: the run's deadline had passed"}
+    assert summary["error"] == "the run's deadline (3s) passed before every action started"
+    assert summary["results"]["skipped"] == len(late)
+    assert code == 1, "".join(agent.stderr[-20:])

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from agents.actions import Action, Verb
 from agents.cluster import recycle_bin
-from agents.cluster.redaction import digest, redact, redacted_manifest
+from agents.cluster.redaction import digest, redact, redacted_manifest, secret_named
 
 JOB = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
     "name": "migrate", "labels": {"app": "db"}, "annotations": {
@@ -38,6 +40,51 @@ def test_no_secret_survives_and_the_shape_does():
     assert out["metadata"]["labels"] == {"app": "db"}
     assert out["spec"]["template"]["spec"]["tolerations"] == [
         {"key": "dedicated", "operator": "Exists"}]
+
+
+@pytest.mark.parametrize("name", [
+    "key", "KEY", "signing-key", "example.com/signing-key", "ssh_key", "sshKey", "APIKey",
+    "API_KEY", "tls.key", "kubernetes.io/signing-key", "db-password", "vault.io/token",
+    "apikeyfile", "private"])
+def test_a_key_whose_last_word_is_key_or_that_holds_a_secret_word_names_a_secret(name):
+    assert secret_named(name)
+
+
+@pytest.mark.parametrize("name", [
+    "monkey", "hockey", "keys", "matchLabelKeys", "key-id", "keyring", "keyboard.layout",
+    "team", "app.kubernetes.io/name", "topologyKeys"])
+def test_words_that_merely_hold_the_letters_key_do_not(name):
+    assert not secret_named(name)
+
+
+def test_keys_named_key_are_redacted_in_free_form_maps_and_args_but_api_names_stay():
+    pod = {"metadata": {
+        "annotations": {"example.com/signing-key": "sk-1", "key": "sk-2", "team": "pay"},
+        "labels": {"ssh_key": "sk-3", "app": "db"}},
+        "spec": {
+            "nodeSelector": {"sshKey": "sk-4"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+            "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "kubernetes.io/hostname", "matchLabelKeys": ["pod-template-hash"],
+                 "labelSelector": {"matchExpressions": [
+                     {"key": "app", "operator": "In", "values": ["db"]}]}}]}},
+            "volumes": [{"name": "cfg", "configMap": {"name": "c", "items": [
+                {"key": "settings.yaml", "path": "settings.yaml"}]}}],
+            "containers": [{"name": "m", "signingKey": "sk-5",
+                            "args": ["--signing-key=sk-6", "--ssh-key", "sk-7", "KEY:sk-8",
+                                     "--keys=a,b", "--monkey=banana"]}]}}
+
+    out = redact(pod)
+
+    text = json.dumps(out)
+    assert [s for s in (f"sk-{i}" for i in range(1, 9)) if s in text] == []
+    assert out["metadata"]["annotations"]["team"] == "pay"
+    assert out["metadata"]["labels"]["app"] == "db"
+    spec = out["spec"]
+    assert spec["tolerations"] == pod["spec"]["tolerations"]
+    assert spec["affinity"] == pod["spec"]["affinity"]
+    assert spec["volumes"] == pod["spec"]["volumes"]
+    assert spec["containers"][0]["args"][-2:] == ["--keys=a,b", "--monkey=banana"]
 
 
 def test_the_manifest_text_is_redacted_as_compact_json():

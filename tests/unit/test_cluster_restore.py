@@ -10,7 +10,13 @@ from datetime import UTC, datetime
 from agents.actions import Action, Outcome, Result, Verb
 from agents.cli import main
 from agents.cluster import connection
-from agents.cluster.restore import RestoreOptions, from_report, owners_found, run_restore
+from agents.cluster.restore import (
+    RestoreOptions,
+    from_bin,
+    from_report,
+    owners_found,
+    run_restore,
+)
 from agents.cluster.restore_plan import Entry, Selection, plan, recreatable
 from agents.policy_loader import parse_policy
 from agents.report import Reporter
@@ -110,14 +116,15 @@ def test_selection_by_run_kind_namespace_name_and_time():
     assert not selection.admits("job", "batch", "migrate", RUN, WHEN.replace(hour=0))
 
 
-def bin_secret(manifests: dict[str, dict]) -> dict:
+def bin_secret(manifests: dict[str, dict], chunk: int = 0) -> dict:
     return {"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": f"kubekeeper-bin-{RUN.lower()}-jobs-0",
+            "metadata": {"name": f"kubekeeper-bin-{RUN.lower()}-jobs-{chunk}",
                          "namespace": "kubekeeper-system",
                          "creationTimestamp": "2026-12-02T01:13:24Z",
                          "labels": {"app.kubernetes.io/managed-by": "kubekeeper",
                                     "app.kubernetes.io/component": "recycle-bin",
-                                    "kubekeeper/run": RUN}},
+                                    "kubekeeper/run": RUN},
+                         "annotations": {"kubekeeper/chunk": str(chunk)}},
             "data": {key: base64.b64encode(json.dumps(m).encode()).decode()
                      for key, m in manifests.items()}}
 
@@ -143,6 +150,30 @@ def test_restore_dry_runs_then_creates_and_never_overwrites():
     assert ("create", "job", "kept") not in port.writes
     assert port.counter.by_request["create jobs"] == 3
     assert summary["results"] == {"done": 1, "skipped": 1}
+
+
+def test_an_object_planned_again_after_a_409_comes_back_as_it_was_deleted():
+    """The bin holds the listed version (chunk 0) and, written in the same second, the
+    version deleted after the 409 (chunk 1); the report has two intents for the op."""
+    listed, deleted = job_manifest(), job_manifest()
+    deleted["metadata"]["labels"]["touched"] = "yes"
+    port = MemoryPort(bin_secret({"job.batch.migrate.u1": listed}),
+                      bin_secret({"job.batch.migrate.u1": deleted}, chunk=1))
+    out = io.StringIO()
+    reporter = Reporter("cluster", "jobs", False, stream=out)
+    action = Action(kind="job", name="migrate", namespace="batch", verb=Verb.DELETE,
+                    rule="completedJobs.succeededTTL", why="old", id="u1",
+                    details={"manifest": listed})
+    op = reporter.intent(action)
+    again = Action(**{**vars(action), "details": {"manifest": deleted, "replanned": True}})
+    reporter.action(Outcome(again, Result.DONE), op=reporter.intent(again, op=op))
+
+    [from_the_bin] = plan(from_bin(port, "kubekeeper-system", Selection()), {}).creates
+    [from_the_report] = plan(from_report(io.StringIO(out.getvalue()), Selection())[0],
+                             {}).creates
+    for create in (from_the_bin, from_the_report):
+        assert json.loads(create.sealed)["metadata"]["labels"] == {"team": "data",
+                                                                   "touched": "yes"}
 
 
 def test_a_dry_run_restore_creates_nothing():

@@ -292,3 +292,58 @@ def test_a_plan_that_cannot_start_still_prints_its_summary_on_a_terminal():
     summary = run_tasks(port, policy(), "all", plan_only=True, fmt="text", stream=stream)
     assert summary["error"].startswith("401: could not list namespaces cluster-wide")
     assert "ERROR: 401" in stream.getvalue()
+
+
+class Recorder(MemoryPort):
+    """At each DELETE sent, notes what the report and the bin already hold about the
+    object; a name in ``touch`` is relabelled just after its first DELETE is noted (a
+    concurrent change: that DELETE gets a 409 and the Job is planned again)."""
+
+    def __init__(self, stream: io.StringIO, touch: set[str], *objects: dict):
+        super().__init__(*objects)
+        self.stream, self.touch = stream, touch
+        self.seen: list[tuple[str, dict, dict | None, dict | None]] = []
+
+    def delete(self, resource, namespace, name, preconditions, dry_run=False):
+        if resource.kind == "job":
+            now = self.find("job", namespace, name)["metadata"].get("labels") or {}
+            self.seen.append((name, now, self._intent_labels(name), self._binned_labels(name)))
+            if name in self.touch:
+                self.touch.discard(name)
+                self.add(_merged_labels(self.find("job", namespace, name), {"touched": "yes"}))
+        return super().delete(resource, namespace, name, preconditions, dry_run)
+
+    def _intent_labels(self, name: str) -> dict | None:
+        lines = report_lines.intents(report_lines.parse(self.stream.getvalue()))
+        mine = [line for line in lines if line["name"] == name]
+        return mine[-1]["manifest"]["metadata"].get("labels") or {} if mine else None
+
+    def _binned_labels(self, name: str) -> dict | None:
+        """The object's manifest in the highest-numbered bin chunk holding it."""
+        bins = sorted((int(o["metadata"]["annotations"]["kubekeeper/chunk"]), o)
+                      for (kind, _, _), o in self.objects.items() if kind == "secret")
+        kept = [json.loads(text) for _, o in bins for key, text in o["stringData"].items()
+                if key.startswith(f"job.apps.{name}.")]
+        return kept[-1]["metadata"].get("labels") or {} if kept else None
+
+
+def _merged_labels(obj: dict, labels: dict) -> dict:
+    meta = obj["metadata"]
+    return {**obj, "metadata": {**meta, "labels": {**meta.get("labels", {}), **labels}}}
+
+
+def test_every_delete_is_sent_after_its_manifest_is_in_the_bin_and_its_intent_line():
+    """Also when a 409 made the run plan the object again: the version then deleted is
+    the one the bin and the last intent line hold, or ``restore`` brings back an older one."""
+    stream = io.StringIO()
+    port = Recorder(stream, {"b"}, namespace("apps"), namespace("kube-system"),
+                    job("a"), job("b"), job("c"))
+    run_tasks(port, policy(), "jobs", stream=stream, now=NOW)
+    lines = report_lines.parse(stream.getvalue())
+    assert sorted(name for name, *_ in port.seen) == ["a", "b", "b", "c"]
+    for name, now, intent, binned in port.seen:
+        assert intent == now and binned == now, f"DELETE of {name} sent before its record"
+    assert [now for name, now, *_ in port.seen if name == "b"] == [{}, {"touched": "yes"}]
+    [b] = [line for line in report_lines.outcomes(lines) if line["name"] == "b"]
+    assert (b["result"], b["replanned"]) == ("done", True)
+    assert all(port.find("job", "apps", n) is None for n in "abc")
