@@ -230,12 +230,14 @@ class KubeApi:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
-        attempt = 0
+        attempt, last = 0, ""
         while True:
             self._bucket.take()
             if self.halt.is_set():
-                raise ApiError(0, f"not sent: {self.halt.reason}", verb, resource, namespace,
-                               retried=attempt > 0, sent=attempt > 0)
+                said = (f"not sent: {self.halt.reason}" if attempt == 0 else
+                        f"not retried: {self.halt.reason}; attempt {attempt} got {last}")
+                raise ApiError(0, said, verb, resource, namespace, retried=attempt > 0,
+                               sent=attempt > 0)
             self.counter.add(f"{verb} {resource.label}", retry=attempt > 0)
             try:
                 answer = self._once(method, path, query, headers, body)
@@ -253,6 +255,7 @@ class KubeApi:
             if delay is None or not (replayable or unsent) or self.halt.is_set():
                 raise ApiError(status, message, verb, resource, namespace, reply,
                                retried=attempt > 0)
+            last = f"{status} {message}" if status else f"no answer ({message})"
             logger.bind(kind=resource.kind, name=path, id="").warning(
                 "{} {} answered {}; retry {} in {:.2f}s", verb, path, status or message,
                 attempt + 1, delay)

@@ -232,3 +232,14 @@ def test_a_halt_interrupts_the_throttle_at_once(server):
         api.get(RESOURCES["pod"], "apps", "p")
     assert time.monotonic() - started < 5
     assert not caught.value.sent and caught.value.message == "not sent: stopped (SIGTERM)"
+
+
+def test_a_halt_during_a_retrys_backoff_says_what_the_last_attempt_got(server):
+    server.script = [(503, {"Retry-After": "30"}, status(503, "busy"))]
+    halt = Halt()
+    api = KubeApi(ApiClient(_unretried(f"http://127.0.0.1:{server.server_port}")), halt=halt)
+    threading.Timer(0.2, halt.set, ("stopped (SIGTERM)",)).start()
+    with pytest.raises(ApiError) as caught:
+        api.delete(RESOURCES["job"], "apps", "a", {"uid": "u1"})
+    assert caught.value.sent and api.counter.total == 1
+    assert caught.value.message == "not retried: stopped (SIGTERM); attempt 1 got 503 busy"
