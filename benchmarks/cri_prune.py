@@ -41,7 +41,7 @@ from scripts.localenv import controlplane, processes
 from scripts.localenv.containerd import Containerd
 
 _BUILD = Path(__file__).resolve().parent / "crictl" / "build"
-KINDS = ("container", "sandbox", "image", "in-use image")
+KINDS = ("container", "pod", "image", "in-use image")
 _TIMEOUT = 600
 
 
@@ -146,7 +146,7 @@ def remaining(service: Containerd) -> dict[str, set[str]]:
     return {
         "container": {f"{c.labels.get('io.kubernetes.pod.name')}/{c.metadata.name}"
                       for c in containers},
-        "sandbox": {s.metadata.name for s in sandboxes},
+        "pod": {s.metadata.name for s in sandboxes},
         "image": ids,
         "tag": {t for i in images for t in i.repo_tags},
         "in-use image": used & ids,
@@ -173,7 +173,7 @@ def _header(scale: CriScale, parallelism: int, version: str,
         "overlayfs, Debian's runc, on the same machine; baseline crictl v1.37.0",
         f"- Scale: {len(seeded['image']):,} images ({scale.images} seeded and the pinned "
         f"sandbox image), {len(seeded['tag']):,} tags, layers shared (busybox under all, one "
-        f"layer per application under its 10 versions); {len(seeded['sandbox'])} hostNetwork "
+        f"layer per application under its 10 versions); {len(seeded['pod'])} hostNetwork "
         f"pod sandboxes, each with a running, an exited and a created container: "
         f"{len(seeded['container'])} containers, {len(seeded['in-use image'])} images in use "
         "or pinned that must stay",

@@ -26,6 +26,8 @@ from scripts.localenv import containerd, cri_images
 from scripts.localenv.cri_images import ArchiveImage
 from scripts.localenv.cri_pods import CriClient
 
+REGISTRY = "kubekeeper.test/bench"
+"""Full names, as the CRI lists them (a bare ``bench/app`` is listed as ``docker.io/...``)."""
 VERSIONS = 10
 """Versions of one application: images sharing its layer."""
 BATCH = 100
@@ -50,7 +52,8 @@ def bench_images(scale: CriScale) -> list[ArchiveImage]:
     images = []
     for n in range(scale.images):
         app, version = divmod(n, VERSIONS)
-        tags = [f"bench/app{app}:v{version}"] + ([f"bench/alias:{n}"] if n % 10 == 0 else [])
+        tags = [f"{REGISTRY}/app{app}:v{version}"] + ([f"{REGISTRY}/alias:{n}"]
+                                                      if n % 10 == 0 else [])
         images.append(cri_images.image(tags, f"app {app}", f"app {app} version {version}"))
     return images
 
