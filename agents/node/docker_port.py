@@ -36,6 +36,15 @@ class Conflict(DockerError):
     """409: the object is in use (or became so after planning); never forced."""
 
 
+class InUse(Conflict):
+    """Containers use the image: its removal was not asked for (raised by the CRI port,
+    which checks itself, since the CRI would remove a used image)."""
+
+    def __init__(self, image_id: str, users: list[str]):
+        super().__init__(f"image {image_id} is used by container {', '.join(sorted(users)[:5])}")
+        self.users = users
+
+
 class DockerDown(DockerError):
     """No answer from the Engine: refused, reset, or the socket is missing."""
 
