@@ -148,8 +148,8 @@ def in_turn(n: int, agent_side: Callable[[], _A], baseline_side: Callable[[], _B
     return agent, baseline_side()
 
 
-def write_policy(work: Path, parallelism: int) -> Path:
-    path = work / "policy.yaml"
+def write_policy(work: Path, parallelism: int, name: str = "policy") -> Path:
+    path = work / f"{name}.yaml"
     path.write_text(POLICY.format(parallelism=parallelism))
     return path
 

@@ -47,6 +47,8 @@ class Trial:
     memory: Memory
     agent_cpu: Cpu
     baseline_cpu: Cpu
+    wide: tuple[int, AgentRun] | None = None
+    """The agent's run again at another ``node.parallelism``, where the benchmark asks."""
 
     @property
     def ratio(self) -> float:
@@ -132,6 +134,7 @@ def _rows(setup: Setup, trials: Sequence[Trial]) -> list[tuple[str, str, str, st
             MAX_RATIO),
         row("(a) ratio, agent's own run.summary duration / baseline",
             lambda t: t.agent_in_process_s / t.baseline.wall_s, "", None),
+        *_wide_rows(trials, row),
         row("(b) **dry-run plan, in-process** (inventory + plan)", lambda t: t.plan_s, "s",
             MAX_PLAN_S),
         row("(b) dry-run plan, whole `node plan` command (spawn to exit)",
@@ -140,6 +143,21 @@ def _rows(setup: Setup, trials: Sequence[Trial]) -> list[tuple[str, str, str, st
             "MiB", MAX_IDLE_MIB, ".1f"),
         row("(c) daemon RSS, peak during its runs (cleanup + log audit)",
             lambda t: t.memory.peak_mib, "MiB", None, ".1f"),
+    ]
+
+
+def _wide_rows(trials: Sequence[Trial], row: Callable[..., tuple[str, str, str, str]]
+               ) -> list[tuple[str, str, str, str]]:
+    """The agent at the other parallelism, when every trial measured it."""
+    wide = [t.wide for t in trials]
+    if not all(wide):
+        return []
+    parallelism = wide[0][0] if wide[0] else 0
+    return [
+        row(f"(a) agent full run at node.parallelism {parallelism}",
+            lambda t: t.wide[1].wall_s, "s", None),
+        row(f"(a) ratio agent at parallelism {parallelism} / baseline",
+            lambda t: t.wide[1].wall_s / t.baseline.wall_s, "", None),
     ]
 
 
