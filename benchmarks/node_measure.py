@@ -1,15 +1,19 @@
-"""The node benchmark's measurements, each on an engine the caller has just restored.
+"""The node benchmark's measurements, each on a runtime the caller has just restored.
+
+The agent's side is the same for every runtime: ``target`` is the command
+line that points the agent at it (``--docker-host URL`` or ``--runtime
+cri:SOCKET``), and what is left afterwards is read by the caller's ``remaining``.
 
 - ``agent_run``: ``kubekeeper node run --once --no-dry-run --job cleanup`` as a
   child process, timed from spawn to exit (interpreter start and imports
   included), its report kept.
 - ``baseline``: ``docker container prune``, ``image prune -a``, ``volume prune``
-  through the API, timed around the three calls.
+  through the API, timed around the three calls (the CRI's is in ``cri_prune``).
 - ``plan_cli`` and ``plan_in_process``: the dry-run plan, as the whole CLI and
   as inventory + plan inside this process.
 - ``daemon_rss``: the daemon as a child process, its RSS sampled every 50 ms
   through its first runs and while it idles afterwards;
-- ``CpuMeter``: the CPU seconds dockerd and the client side spend meanwhile.
+- ``CpuMeter``: the CPU seconds the runtime and the client side spend meanwhile.
 """
 
 from __future__ import annotations
@@ -25,18 +29,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import psutil
 
-from agents.node import inventory
-from agents.node.docker_port import EnginePort
+from agents.node import sessions
 from agents.node.host_paths import HostPaths
 from agents.node.planner import details_needed, plan_cleanup
+from agents.node.runtimes import Runtime
 from agents.policy_loader import load_policy
 
 REPO = Path(__file__).resolve().parent.parent
+_A = TypeVar("_A")
+_B = TypeVar("_B")
 SAMPLE_EVERY_S = 0.05
 IDLE_WINDOW_S = 5.0
 
@@ -86,7 +92,8 @@ class Plan:
 @dataclass(frozen=True)
 class Cpu:
     engine_s: float
-    """dockerd and its containerd."""
+    """The runtime's daemon and its children (dockerd and its containerd, or containerd and
+    its shims)."""
     client_s: float
     """This process and the children it waited for (the agent's CLI)."""
 
@@ -98,8 +105,8 @@ class CpuMeter:
     seconds show what each side costs regardless.
     """
 
-    def __init__(self, dockerd_pid: int):
-        self._dockerd = psutil.Process(dockerd_pid)
+    def __init__(self, runtime_pid: int):
+        self._runtime = psutil.Process(runtime_pid)
         self.used = Cpu(0.0, 0.0)
 
     def __enter__(self) -> CpuMeter:
@@ -112,7 +119,7 @@ class CpuMeter:
 
     def _read(self) -> Cpu:
         engine = 0.0
-        for proc in [self._dockerd, *self._dockerd.children(recursive=True)]:
+        for proc in [self._runtime, *self._runtime.children(recursive=True)]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 times = proc.cpu_times()
                 engine += times.user + times.system
@@ -130,8 +137,19 @@ class Memory:
     samples: int
 
 
-def write_policy(work: Path, parallelism: int) -> Path:
-    path = work / "policy.yaml"
+def in_turn(n: int, agent_side: Callable[[], _A], baseline_side: Callable[[], _B]
+            ) -> tuple[_A, _B]:
+    """Both sides of trial ``n``; odd trials measure the baseline first, so that neither
+    side always meets the caches (and the machine's other load) the other left."""
+    if n % 2:
+        base = baseline_side()
+        return agent_side(), base
+    agent = agent_side()
+    return agent, baseline_side()
+
+
+def write_policy(work: Path, parallelism: int, name: str = "policy") -> Path:
+    path = work / f"{name}.yaml"
     path.write_text(POLICY.format(parallelism=parallelism))
     return path
 
@@ -147,21 +165,32 @@ def state(client: docker.DockerClient) -> dict[str, set[str]]:
     }
 
 
-def _agent_argv(command: str, policy: Path, docker_host: str) -> list[str]:
-    return [sys.executable, "-m", "agents", "node", command, "--job", "cleanup",
-            "--policy", str(policy), "--docker-host", docker_host, "--log-format", "json",
-            "--node-name", "bench"]
+def docker_target(docker_host: str) -> list[str]:
+    return ["--docker-host", docker_host]
 
 
-def agent_run(client: docker.DockerClient, docker_host: str, policy: Path, work: Path,
-              label: str) -> AgentRun:
-    argv = [*_agent_argv("run", policy, docker_host), "--once", "--no-dry-run"]
+def cri_target(socket: Path) -> list[str]:
+    return ["--runtime", f"cri:{socket}"]
+
+
+def _agent_argv(command: str, policy: Path, target: list[str], work: Path,
+                label: str) -> list[str]:
+    """Each run its own (empty) first-seen record, as on a node the agent meets first."""
+    return [sys.executable, "-m", "agents", "node", command, "--policy", str(policy), *target,
+            "--log-format", "json", "--node-name", "bench",
+            "--state-dir", str(work / f"{label}.state")]
+
+
+def agent_run(remaining: Callable[[], dict[str, set[str]]], target: list[str], policy: Path,
+              work: Path, label: str) -> AgentRun:
+    argv = [*_agent_argv("run", policy, target, work, label), "--job", "cleanup", "--once",
+            "--no-dry-run"]
     out = work / f"{label}.report.jsonl"
     wall, code = _timed_child(argv, out, work / f"{label}.stderr")
     lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     summary = next((x for x in lines if x["event"] == "run.summary"), {})
     results = Counter(f"{x['kind']} {x['result']}" for x in lines if x["event"] == "action")
-    return AgentRun(wall, code, summary, results, state(client), _containers_done(lines))
+    return AgentRun(wall, code, summary, results, remaining(), _containers_done(lines))
 
 
 def _containers_done(lines: list[dict[str, Any]]) -> float:
@@ -178,30 +207,34 @@ def _when(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def plan_cli(docker_host: str, policy: Path, work: Path, label: str) -> float:
+def plan_cli(target: list[str], policy: Path, work: Path, label: str) -> float:
     """Wall time of ``kubekeeper node plan --job cleanup`` (JSON lines to a file)."""
-    argv = _agent_argv("plan", policy, docker_host)
+    argv = [*_agent_argv("plan", policy, target, work, f"{label}.plan"), "--job", "cleanup"]
     wall, code = _timed_child(argv, work / f"{label}.plan.jsonl", work / f"{label}.plan.stderr")
     if code != 0:
         print(f"warning: node plan exited {code}", file=sys.stderr)
     return wall
 
 
-def plan_in_process(docker_host: str, policy_path: Path) -> Plan:
-    """Inventory (both steps) and the pure plan, timed apart, as ``node run`` does them."""
+def plan_in_process(runtime: Runtime, policy_path: Path) -> Plan:
+    """Inventory (both steps) and the pure plan, timed apart, as ``node run`` does them.
+
+    Connecting is not timed: on the CRI it includes the ``Version`` call, on Docker nothing.
+    """
     policy = load_policy(str(policy_path)).node
-    port = EnginePort(docker_host, pool_size=10)
+    session = sessions.connect(runtime, policy.parallelism, timeout=30)
+    rules = session.rules(policy)
     try:
         started = time.perf_counter()
         now = datetime.now(UTC)
-        snap = inventory.take(port, HostPaths("/"))
-        containers, images = details_needed(snap, policy, now)
-        snap = inventory.with_details(port, snap, containers, images)
+        snap = session.take(HostPaths("/"))
+        containers, images = details_needed(snap, rules, now)
+        snap = session.with_details(snap, containers, images)
         listed = time.perf_counter()
-        actions = plan_cleanup(snap, policy, now)
+        actions = plan_cleanup(snap, rules, now)
         planned = time.perf_counter()
     finally:
-        port.close()
+        session.close()
     return Plan(listed - started, planned - listed, len(actions))
 
 
@@ -224,15 +257,14 @@ def baseline(client: docker.DockerClient) -> Baseline:
     return Baseline(sum(steps.values()), steps, state(client), removed)
 
 
-def daemon_rss(docker_host: str, policy: Path, work: Path, runs: int = 2) -> Memory:
+def daemon_rss(target: list[str], policy: Path, work: Path, runs: int = 2) -> Memory:
     """Peak RSS until ``runs`` summaries are written, then the highest RSS while idle.
 
     The daemon runs every job once at start, so "idle" is measured after those
     runs: the state a DaemonSet pod spends its time in.
     """
     out = work / "daemon.report.jsonl"
-    argv = [sys.executable, "-m", "agents", "node", "run", "--policy", str(policy),
-            "--docker-host", docker_host, "--log-format", "json", "--node-name", "bench"]
+    argv = [*_agent_argv("run", policy, target, work, "daemon")]
     with open(out, "w") as stdout, open(work / "daemon.stderr", "w") as stderr:
         child = subprocess.Popen(argv, cwd=REPO, stdout=stdout, stderr=stderr)
     try:

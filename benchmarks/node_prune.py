@@ -1,4 +1,7 @@
-"""``python -m benchmarks.node_prune``: the node agent against Docker's own prune, at scale.
+"""``python -m benchmarks.node_prune``: the node agent against the runtime's own prune, at scale.
+
+``--runtime docker`` (the default) is described here; ``--runtime containerd``
+measures the same against ``crictl rmi --prune`` (see ``cri_prune``).
 
 Starts a private dockerd in a temporary directory, seeds it once (by default
 500 images sharing layers, 2,000 exited containers, 500 dangling volumes; see
@@ -34,25 +37,32 @@ from pathlib import Path
 
 import docker
 
-from benchmarks import node_engine
+from agents.node.runtimes import DOCKER, Runtime
+from benchmarks import cri_prune, node_engine
 from benchmarks import node_measure as measure
-from benchmarks.node_seed import Scale, seed
-from benchmarks.node_table import Setup, Trial, render
-from scripts.localenv import dockerd, processes
+from benchmarks.cri_seed import CriScale
+from benchmarks.node_seed import Scale, Step, seed
+from benchmarks.node_table import Setup, Trial, docker_header, progress_line, render
+from scripts.localenv import containerd, dockerd, processes
 
 QUICK = Scale(images=40, containers=100, volumes=40)
+QUICK_CRI = CriScale(images=40, pods=4)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    scale = QUICK if args.quick else Scale(args.images, args.containers, args.volumes)
     started = datetime.now(UTC)
     work = Path(tempfile.mkdtemp(prefix="kknp-", dir="/tmp"))
-    engine_dir = work / "d"
     try:
-        setup, trials = _bench(args, scale, work, engine_dir)
+        if args.runtime == "containerd":
+            scale_cri = QUICK_CRI if args.quick else CriScale(args.images, args.pods)
+            setup, trials = cri_prune.bench(args, scale_cri, work)
+        else:
+            scale = QUICK if args.quick else Scale(args.images, args.containers, args.volumes)
+            setup, trials = _bench(args, scale, work, work / "d")
     finally:
-        dockerd.stop(engine_dir)
+        dockerd.stop(work / "d")
+        containerd.stop(work / "c")
         shutil.rmtree(work, ignore_errors=True)
     print(render(setup, trials, started))
     return 0
@@ -69,8 +79,12 @@ def _bench(args: argparse.Namespace, scale: Scale, work: Path,
     _progress("snapshot of the seeded data root ...")
     snapshot_s = node_engine.snapshot(engine, work / "snapshot")
     policy = measure.write_policy(work, args.parallelism)
-    setup = Setup(scale, args.parallelism, steps, snapshot_s, info, counts,
-                  {k: len(v) for k, v in seeded.items()})
+    header = docker_header(scale, args.parallelism, info, counts,
+                           {k: len(v) for k, v in seeded.items()})
+    setup = Setup("Node agent against Docker's prune", header,
+                  "container + image -a + volume prune (API)", "dockerd + containerd",
+                  ("container", "image", "volume"),
+                  [*steps, Step("stop dockerd + `cp -a` of the data root", snapshot_s)])
     trials = [_trial(engine, work, policy, scale, n) for n in range(args.repeat)]
     return setup, trials
 
@@ -79,6 +93,7 @@ def _trial(engine: dockerd.DockerEngine, work: Path, policy: Path, scale: Scale,
            n: int) -> Trial:
     """Every measurement on its own restored state; odd trials run the baseline first."""
     label, url = f"trial {n + 1}", engine.base_url
+    target = measure.docker_target(url)
 
     def fresh(what: str) -> int:
         _progress(f"{label}: restore for {what} ...")
@@ -88,10 +103,11 @@ def _trial(engine: dockerd.DockerEngine, work: Path, policy: Path, scale: Scale,
 
     def agent_side() -> tuple[measure.Plan, float, measure.AgentRun, measure.Cpu]:
         pid = fresh("the plan and the agent's run")
-        plan = measure.plan_in_process(url, policy)
-        plan_wall = measure.plan_cli(url, policy, work, f"t{n}")
+        plan = measure.plan_in_process(Runtime(DOCKER, DOCKER, url, explicit=True), policy)
+        plan_wall = measure.plan_cli(target, policy, work, f"t{n}")
         with closing(engine.client(timeout=1800)) as client, measure.CpuMeter(pid) as cpu:
-            agent = measure.agent_run(client, url, policy, work, f"t{n}")
+            agent = measure.agent_run(lambda: measure.state(client), target, policy, work,
+                                      f"t{n}")
         return plan, plan_wall, agent, cpu.used
 
     def baseline_side() -> tuple[measure.Baseline, measure.Cpu]:
@@ -100,18 +116,12 @@ def _trial(engine: dockerd.DockerEngine, work: Path, policy: Path, scale: Scale,
             base = measure.baseline(client)
         return base, cpu.used
 
-    if n % 2:
-        base, base_cpu = baseline_side()
-        plan, plan_wall, agent, agent_cpu = agent_side()
-    else:
-        plan, plan_wall, agent, agent_cpu = agent_side()
-        base, base_cpu = baseline_side()
+    (plan, plan_wall, agent, agent_cpu), (base, base_cpu) = measure.in_turn(
+        n, agent_side, baseline_side)
     fresh("the daemon")
-    trial = Trial(plan, plan_wall, agent, base, measure.daemon_rss(url, policy, work),
+    trial = Trial(plan, plan_wall, agent, base, measure.daemon_rss(target, policy, work),
                   agent_cpu, base_cpu)
-    _progress(f"{label}: agent {agent.wall_s:.2f}s, baseline {base.wall_s:.2f}s, plan "
-              f"{trial.plan_s:.2f}s in-process / {plan_wall:.2f}s CLI, RSS idle "
-              f"{trial.memory.idle_mib:.1f} MiB, peak {trial.memory.peak_mib:.1f} MiB")
+    _progress(progress_line(label, trial))
     return trial
 
 
@@ -128,15 +138,21 @@ def _counts(client: docker.DockerClient) -> dict[str, int]:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.node_prune",
                                      description=__doc__.splitlines()[0])
+    parser.add_argument("--runtime", choices=("docker", "containerd"), default="docker",
+                        help="against Docker's prune (default) or crictl's on containerd")
     parser.add_argument("--images", type=int, default=500, help="images, intermediate included")
-    parser.add_argument("--containers", type=int, default=2000, help="exited containers")
-    parser.add_argument("--volumes", type=int, default=500, help="dangling volumes")
+    parser.add_argument("--containers", type=int, default=2000, help="exited containers (Docker)")
+    parser.add_argument("--volumes", type=int, default=500, help="dangling volumes (Docker)")
+    parser.add_argument("--pods", type=int, default=20,
+                        help="pod sandboxes, 3 containers each (containerd)")
     parser.add_argument("--repeat", type=int, default=3, help="trials (medians are printed)")
     parser.add_argument("--parallelism", type=int, default=4,
                         help="the policy's node.parallelism (default 4, the policy default)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a quick check: {QUICK.images} images, {QUICK.containers} "
-                             f"containers, {QUICK.volumes} volumes (overrides the sizes)")
+                             f"containers, {QUICK.volumes} volumes; on containerd "
+                             f"{QUICK_CRI.images} images, {QUICK_CRI.pods} pods (overrides "
+                             "the sizes)")
     return parser.parse_args(argv)
 
 

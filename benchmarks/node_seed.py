@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import docker
 
@@ -28,6 +29,7 @@ from scripts.localenv import testimages as ti
 CHAIN_DEPTH = 5
 SIBLINGS = 9
 _SEED_WORKERS = 4
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -65,22 +67,24 @@ class Step:
     seconds: float
 
 
+def timed(steps: list[Step], name: str, work: Callable[[], _T]) -> _T:
+    """Run one seeding step, announced on stderr, its time appended to ``steps``."""
+    print(f"seed: {name} ...", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    result = work()
+    steps.append(Step(name, time.monotonic() - started))
+    return result
+
+
 def seed(client: docker.DockerClient, scale: Scale) -> list[Step]:
     """Build the whole state; returns the time of each step (seeding is not measured)."""
     steps: list[Step] = []
     refs: list[str] = []
     tops: list[str] = []
-
-    def step(name: str, work: Callable[[], None]) -> None:
-        print(f"seed: {name} ...", file=sys.stderr, flush=True)
-        started = time.monotonic()
-        work()
-        steps.append(Step(name, time.monotonic() - started))
-
-    step("images", lambda: _images(client, scale, refs, tops))
-    step("exited containers (run to completion)", lambda: _exited(client, scale, refs))
-    step("running containers", lambda: _running(client, scale, tops))
-    step("dangling volumes", lambda: _volumes(client, scale))
+    timed(steps, "images", lambda: _images(client, scale, refs, tops))
+    timed(steps, "exited containers (run to completion)", lambda: _exited(client, scale, refs))
+    timed(steps, "running containers", lambda: _running(client, scale, tops))
+    timed(steps, "dangling volumes", lambda: _volumes(client, scale))
     return steps
 
 

@@ -19,18 +19,23 @@ from benchmarks.node_seed import Scale, Step
 MAX_RATIO = 1.0
 MAX_PLAN_S = 1.0
 MAX_IDLE_MIB = 60.0
-_KINDS = ("container", "image", "volume")
 
 
 @dataclass(frozen=True)
 class Setup:
-    scale: Scale
-    parallelism: int
+    """What the runtime's benchmark tells the table: the rest of the table is shared."""
+
+    title: str
+    header: list[str]
+    """The lines after date and machine: runtime, scale, policy, baseline."""
+    baseline: str
+    """The baseline's row: what it runs."""
+    engine: str
+    """Whose CPU the runtime side counts (``dockerd + containerd``)."""
+    kinds: tuple[str, ...]
+    """What is compared after each side (keys of ``remaining``, besides ``tag``)."""
     steps: list[Step]
-    snapshot_s: float
-    version: dict[str, Any]
-    counts: dict[str, int]
-    seeded: dict[str, int]
+    """Seeding, not measured."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class Trial:
     memory: Memory
     agent_cpu: Cpu
     baseline_cpu: Cpu
+    wide: tuple[int, AgentRun] | None = None
+    """The agent's run again at another ``node.parallelism``, where the benchmark asks."""
 
     @property
     def ratio(self) -> float:
@@ -56,30 +63,44 @@ class Trial:
         return float(self.agent.summary.get("duration_s") or 0.0)
 
 
+def progress_line(label: str, trial: Trial) -> str:
+    """One trial in a line on stderr, while the benchmark runs."""
+    return (f"{label}: agent {trial.agent.wall_s:.2f}s, baseline {trial.baseline.wall_s:.2f}s, "
+            f"plan {trial.plan_s:.2f}s in-process / {trial.plan_wall_s:.2f}s CLI, RSS idle "
+            f"{trial.memory.idle_mib:.1f} MiB, peak {trial.memory.peak_mib:.1f} MiB")
+
+
 def render(setup: Setup, trials: Sequence[Trial], started: datetime) -> str:
     return "\n\n".join([
-        "## Node agent against Docker's prune (`benchmarks/node_prune.py`)",
+        f"## {setup.title} (`benchmarks/node_prune.py`)",
         _header(setup, trials, started),
-        _table(("metric", "measured median (min-max)", "target", "result"), _rows(trials)),
+        _table(("metric", "measured median (min-max)", "target", "result"),
+               _rows(setup, trials)),
         "### Where the time goes (medians)",
-        _where(trials),
+        _where(setup, trials),
         "### Same set removed? (what is left after each, compared)",
-        "\n".join(_same_set(n, t) for n, t in enumerate(trials, 1)),
+        "\n".join(_same_set(setup.kinds, n, t) for n, t in enumerate(trials, 1)),
         "### Agent report lines (kind result), last trial",
         ", ".join(f"{k} {n:,}" for k, n in sorted(trials[-1].agent.results.items())),
         "### Seeding (not measured)",
-        _table(("step", "seconds"), [(s.name, f"{s.seconds:.1f}") for s in setup.steps]
-               + [("stop dockerd + `cp -a` of the data root", f"{setup.snapshot_s:.1f}")]),
+        _table(("step", "seconds"), [(s.name, f"{s.seconds:.1f}") for s in setup.steps]),
     ])
 
 
 def _header(setup: Setup, trials: Sequence[Trial], started: datetime) -> str:
-    scale, counts, seeded, version = setup.scale, setup.counts, setup.seeded, setup.version
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return "\n".join([
         f"- Date: {started:%Y-%m-%d %H:%M} UTC; {len(trials)} trials, each measurement on "
-        "the seeded state restored from a snapshot",
+        "the same seeded state",
         f"- Machine: {machine.describe()}; load average at the end {load} (shared with other work)",
+        *setup.header,
+    ])
+
+
+def docker_header(scale: Scale, parallelism: int, version: dict[str, Any],
+                  counts: dict[str, int], seeded: dict[str, int]) -> list[str]:
+    """The Docker benchmark's lines: engine, the seeded scale, the policy."""
+    return [
         f"- Docker: {version.get('Version')} (API {version.get('ApiVersion')}), a private "
         "dockerd, overlay2, on the same machine",
         f"- Scale (requested {scale.images} images / {scale.containers} exited containers / "
@@ -89,13 +110,13 @@ def _header(setup: Setup, trials: Sequence[Trial], started: datetime) -> str:
         f"volume), {counts['dangling volumes']:,} dangling volumes (the standalone ones, half "
         f"named, plus the anonymous ones in use by exited containers: {seeded['volume']:,} in "
         f"all), and {counts['running containers']} running containers that must stay",
-        f"- Agent policy: dryRun false, parallelism {setup.parallelism}, every olderThan 0s, "
+        f"- Agent policy: dryRun false, parallelism {parallelism}, every olderThan 0s, "
         "images.unused and images.dangling on, diskPressure off, volumes.includeNamed true "
         "(Docker 20.10, API 1.41, `volume prune` removes named volumes too), job cleanup",
-    ])
+    ]
 
 
-def _rows(trials: Sequence[Trial]) -> list[tuple[str, str, str, str]]:
+def _rows(setup: Setup, trials: Sequence[Trial]) -> list[tuple[str, str, str, str]]:
     def row(metric: str, value: Callable[[Trial], float], unit: str, limit: float | None,
             fmt: str = ".2f") -> tuple[str, str, str, str]:
         values = [value(t) for t in trials]
@@ -108,12 +129,12 @@ def _rows(trials: Sequence[Trial]) -> list[tuple[str, str, str, str]]:
     return [
         row("(a) agent full run: `node run --once`, spawn to exit", lambda t: t.agent.wall_s,
             "s", None),
-        row("(a) baseline: container + image -a + volume prune (API)",
-            lambda t: t.baseline.wall_s, "s", None),
+        row(f"(a) baseline: {setup.baseline}", lambda t: t.baseline.wall_s, "s", None),
         row("(a) **ratio agent / baseline** (full run wall time)", lambda t: t.ratio, "",
             MAX_RATIO),
         row("(a) ratio, agent's own run.summary duration / baseline",
             lambda t: t.agent_in_process_s / t.baseline.wall_s, "", None),
+        *_wide_rows(trials, row),
         row("(b) **dry-run plan, in-process** (inventory + plan)", lambda t: t.plan_s, "s",
             MAX_PLAN_S),
         row("(b) dry-run plan, whole `node plan` command (spawn to exit)",
@@ -125,34 +146,56 @@ def _rows(trials: Sequence[Trial]) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def _where(trials: Sequence[Trial]) -> str:
+def _wide_rows(trials: Sequence[Trial], row: Callable[..., tuple[str, str, str, str]]
+               ) -> list[tuple[str, str, str, str]]:
+    """The agent at the other parallelism, when every trial measured it."""
+    wide = [t.wide for t in trials]
+    if not all(wide):
+        return []
+    parallelism = wide[0][0] if wide[0] else 0
+    return [
+        row(f"(a) agent full run at node.parallelism {parallelism}",
+            lambda t: t.wide[1].wall_s, "s", None),
+        row(f"(a) ratio agent at parallelism {parallelism} / baseline",
+            lambda t: t.wide[1].wall_s / t.baseline.wall_s, "", None),
+    ]
+
+
+def _where(setup: Setup, trials: Sequence[Trial]) -> str:
     def med(value: Callable[[Trial], float]) -> float:
         return statistics.median(value(t) for t in trials)
 
     startup = med(lambda t: t.agent.wall_s - t.agent_in_process_s)
     inventory, plan = med(lambda t: t.plan.inventory_s), med(lambda t: t.plan.plan_s)
-    containers = med(lambda t: t.agent.containers_done_s - t.plan_s)
-    rest = med(lambda t: t.agent_in_process_s - t.agent.containers_done_s)
     steps = trials[0].baseline.steps
     base = ", ".join(f"{name} {med(lambda t, n=name: t.baseline.steps[n]):.2f}s"
                      for name in steps)
     return "\n".join([
         f"- agent: interpreter start, imports and connect {startup:.2f}s; inventory "
-        f"{inventory:.2f}s; plan {plan:.3f}s; containers ≈ {containers:.2f}s; "
-        f"images and volumes ≈ {rest:.2f}s (from the report's timestamps; inventory and "
-        f"plan timed in-process); {med(lambda t: t.plan.actions):,.0f} actions",
+        f"{inventory:.2f}s; plan {plan:.3f}s; {_removals(trials, med)} (from the report's "
+        f"timestamps; inventory and plan timed in-process); "
+        f"{med(lambda t: t.plan.actions):,.0f} actions",
         f"- baseline: {base}",
-        f"- CPU seconds while removing (dockerd + containerd / client side): agent "
+        f"- CPU seconds while removing ({setup.engine} / client side): agent "
         f"{med(lambda t: t.agent_cpu.engine_s):.1f} / {med(lambda t: t.agent_cpu.client_s):.1f}"
         f", baseline {med(lambda t: t.baseline_cpu.engine_s):.1f} / "
         f"{med(lambda t: t.baseline_cpu.client_s):.1f}",
     ])
 
 
-def _same_set(n: int, trial: Trial) -> str:
+def _removals(trials: Sequence[Trial], med: Callable[[Callable[[Trial], float]], float]) -> str:
+    """Containers apart from the rest where the agent removed any (it does on Docker only)."""
+    rest = med(lambda t: t.agent_in_process_s - max(t.agent.containers_done_s, t.plan_s))
+    if not any(t.agent.containers_done_s for t in trials):
+        return f"removals ≈ {rest:.2f}s"
+    containers = med(lambda t: t.agent.containers_done_s - t.plan_s)
+    return f"containers ≈ {containers:.2f}s; images and volumes ≈ {rest:.2f}s"
+
+
+def _same_set(kinds: Sequence[str], n: int, trial: Trial) -> str:
     agent, base = trial.agent.remaining, trial.baseline.remaining
     verdicts = []
-    for kind in _KINDS:
+    for kind in kinds:
         only_agent, only_base = agent[kind] - base[kind], base[kind] - agent[kind]
         same = not only_agent and not only_base
         verdicts.append(f"{kind}s {'same' if same else 'DIFFERENT'} ({len(agent[kind])} left"

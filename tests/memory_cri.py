@@ -1,7 +1,8 @@
 """An in-memory ``CriPort`` for unit tests: records in, the port's guarantees out.
 
 It keeps the real port's promises that the planners and executor rely on:
-removing an image takes every tag, a pinned or used image is a ``Conflict``,
+removing an image takes every tag, a pinned image is a ``Conflict`` and a used
+one ``InUse``,
 and a missing image is ``Gone`` to ``inspect_image`` and ``remove_image``.
 """
 
@@ -18,7 +19,7 @@ from agents.node.cri_port import (
     RuntimeVersion,
     uses,
 )
-from agents.node.docker_port import Conflict, Gone
+from agents.node.docker_port import Conflict, Gone, InUse
 
 
 @dataclass
@@ -88,8 +89,9 @@ class MemoryCri:
         image = self.inspect_image(image_id)  # Gone, as the real port's check before its call
         if image.pinned:
             raise Conflict(f"image {image_id} is pinned by the runtime")
-        if self.image_users(image.id):
-            raise Conflict(f"image {image_id} is in use")
+        users = [c.name for c in self.containers() if uses(c, image)]  # the real port's calls
+        if users:
+            raise InUse(image_id, users)
         self.image_list.remove(image)
         self.removed.append(image.id)
 

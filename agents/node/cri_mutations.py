@@ -6,9 +6,11 @@ image at once, and the CRI has no untag, so nothing is taken off before the
 removal and nothing needs putting back: the image either goes whole or stays
 whole.  The outcome line lists what went (``removed``: every reference).
 
-The users are checked first (any container, any state), as on Docker, and the
-port checks again (pinned, used) just before its call.  A 404 or a call with
-no answer in time is confirmed by an inspect, as ``mutations`` does.
+The port checks the users (any container, any state) and the pin just before
+its call, and its ``InUse`` is reported as Docker's in-use check is (skipped,
+the users named, nothing changed); a second check beforehand would only cost
+two more calls per image, since nothing is untagged first.  A 404 or a call
+with no answer in time is confirmed by an inspect, as ``mutations`` does.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from agents.actions import Action, Outcome, Result
-from agents.node.docker_port import Conflict, DockerDown, DockerError
+from agents.node.docker_port import Conflict, DockerDown, DockerError, InUse
 from agents.node.mutations import in_use, removed
 
 if TYPE_CHECKING:
@@ -39,11 +41,12 @@ def carry_out(action: Action, port: CriPort) -> Outcome:
 
 
 def _remove_image(action: Action, port: CriPort) -> Outcome:
-    used = in_use(action, port.image_users(action.id), "removing")
-    if used:
-        return used
-    outcome = removed(action, lambda: port.remove_image(action.id),
-                      lambda: port.inspect_image(action.id))
+    try:
+        outcome = removed(action, lambda: port.remove_image(action.id),
+                          lambda: port.inspect_image(action.id))
+    except InUse as exc:
+        return in_use(action, exc.users, "removing") or Outcome(action, Result.SKIPPED,
+                                                                 error=f"conflict: {exc}")
     if outcome.result is not Result.DONE:
         return outcome
     went = [*action.details.get("tags", ()), *action.details.get("digests", ())]

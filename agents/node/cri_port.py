@@ -13,9 +13,11 @@ The CRI is less careful than the Engine API, so the removals check first:
 - ``RemoveContainer`` kills a running container, so only an exited one is
   removed; any other state is a ``Conflict``.
 - ``RemoveImage`` obliges even for a pinned image or one a container uses
-  (containerd does not refuse either), so a pinned image and an image any
-  container uses (any state) are a ``Conflict``.  The check and the removal
-  are two calls: a container created between them is not seen.
+  (containerd does not refuse either), so a pinned image is a ``Conflict`` and
+  an image any container uses (any state) is ``InUse``, naming the users.  The
+  check and the removal are two calls: a container created between them is
+  not seen.  This one check is the executor's "in use since planning" check
+  too, so a removal costs three calls (status, containers, remove), not five.
 - Removing an image removes all its tags (``api.proto``): there is no untag.
 - Both removals are idempotent (no error when the object is already gone);
   ``inspect_*`` raise ``Gone`` for a missing object, so the executor's check
@@ -42,6 +44,7 @@ from agents.node.docker_port import (
     DockerDown,
     DockerError,
     Gone,
+    InUse,
     Timeout,
     Unsupported,
 )
@@ -164,7 +167,7 @@ class CriPort(Protocol):
         ...
 
     def remove_image(self, image_id: str) -> None:
-        """Remove the image and all its tags; ``Conflict`` if pinned or used."""
+        """Remove the image and all its tags; ``Conflict`` if pinned, ``InUse`` if used."""
         ...
 
 
@@ -270,7 +273,7 @@ class GrpcCriPort:
             raise Conflict(f"image {image_id} is pinned by the runtime")
         users = [c.name for c in self.containers() if uses(c, image)]
         if users:
-            raise Conflict(f"image {image_id} is used by container {', '.join(sorted(users)[:5])}")
+            raise InUse(image_id, users)
         self._call(self._images.RemoveImage, api_pb2.RemoveImageRequest(
             image=api_pb2.ImageSpec(image=image.id)))
 

@@ -6,17 +6,19 @@ exceptions below, so the executor decides on meaning (gone, conflict, Docker
 down, no answer in time) rather than on SDK types, and the in-memory fake used by unit tests
 speaks the same language.  Removals never force: a conflict is Docker telling
 us the object became needed, and the caller skips it.
+
+The SDK (with ``requests``, about 18 MiB) is imported only when a Docker
+endpoint is checked or connected to: the CRI port raises these exceptions
+too, and an agent that cleans only containerd or CRI-O should not carry it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import docker
-import docker.errors
-import docker.utils
-import requests.exceptions
+if TYPE_CHECKING:
+    import docker
 
 _T = TypeVar("_T")
 _FINISHED = ["exited", "dead", "created"]
@@ -32,6 +34,15 @@ class Gone(DockerError):
 
 class Conflict(DockerError):
     """409: the object is in use (or became so after planning); never forced."""
+
+
+class InUse(Conflict):
+    """Containers use the image: its removal was not asked for (raised by the CRI port,
+    which checks itself, since the CRI would remove a used image)."""
+
+    def __init__(self, image_id: str, users: list[str]):
+        super().__init__(f"image {image_id} is used by container {', '.join(sorted(users)[:5])}")
+        self.users = users
 
 
 class DockerDown(DockerError):
@@ -96,6 +107,9 @@ def check_endpoint(endpoint: str) -> None:
     Checked before the first connection, so a typo is a usage error (exit 2),
     not a traceback and not "Docker unreachable" (exit 3).
     """
+    import docker.errors
+    import docker.utils
+
     try:
         docker.utils.parse_host(endpoint, False, False)
     except (ValueError, docker.errors.DockerException) as exc:
@@ -106,6 +120,8 @@ class EnginePort:
     """``DockerPort`` on the SDK's low-level client; one instance per run."""
 
     def __init__(self, endpoint: str, pool_size: int = 10, timeout: float = 30):
+        import docker
+
         self.endpoint = endpoint
         self._api: docker.APIClient = _call(lambda: docker.APIClient(
             base_url=endpoint, version="auto", timeout=timeout, max_pool_size=pool_size))
@@ -161,6 +177,9 @@ class EnginePort:
 
 def _call(request: Callable[[], _T]) -> _T:
     """Run one SDK call, translating its failures into this module's exceptions."""
+    import docker.errors
+    import requests.exceptions
+
     try:
         return request()
     except docker.errors.NotFound as exc:

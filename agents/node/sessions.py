@@ -10,7 +10,8 @@ per runtime is here and only here:
   containers with the pod and keeps ``maxPerPodContainer`` per container for
   ``kubectl logs --previous``, so a second remover could only race it.  The
   CRI has no volumes.  Each of the two rules says so in one line per run.
-  The gRPC stack is imported only here, when a CRI socket is used.
+  The gRPC stack is imported only here, when a CRI socket is used (and the
+  Docker SDK only when Docker is, in ``docker_port``).
 """
 
 from __future__ import annotations

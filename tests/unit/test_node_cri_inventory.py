@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from agents.actions import Action, Result
@@ -127,13 +128,42 @@ def test_removal_takes_every_tag_and_the_line_says_which(tmp_path):
     assert (again.result, again.bytes, again.details["note"]) == (Result.DONE, 0, "already gone")
 
 
+@dataclass
+class CountingCri(MemoryCri):
+    """Counts the calls a removal makes: each is a round trip to the runtime."""
+
+    calls: list[str] = field(default_factory=list)
+
+    def inspect_image(self, image_id: str):
+        self.calls.append("inspect_image")
+        return super().inspect_image(image_id)
+
+    def containers(self):
+        self.calls.append("containers")
+        return super().containers()
+
+
+def test_a_removal_checks_users_and_pin_once(tmp_path):
+    """The port's own check before ``RemoveImage`` is the only one: no second round trip for
+    the users (at 500 images that was 1,000 more calls than ``crictl rmi --prune`` makes)."""
+    cri = node(tmp_path)
+    counting = CountingCri(image_list=cri.image_list, container_list=cri.container_list,
+                           sandbox_list=cri.sandbox_list, filesystems=cri.filesystems)
+    action = planned_removal(snapshot(counting, tmp_path), OLD)
+    counting.calls = []
+
+    assert cri_mutations.carry_out(action, counting).result is Result.DONE
+    assert counting.calls == ["inspect_image", "containers"]
+
+
 def test_an_image_put_in_use_after_planning_is_skipped_with_every_tag(tmp_path):
     cri = node(tmp_path)
     action = planned_removal(snapshot(cri, tmp_path), OLD)
     cri.add_container("late", "kubekeeper.test/old:latest")
 
     outcome = cri_mutations.carry_out(action, cri)
-    assert outcome.result is Result.SKIPPED and "in use by container late" in outcome.error
+    assert outcome.result is Result.SKIPPED and outcome.error == (
+        "conflict: in use by container late (checked before removing: nothing was changed)")
     assert cri.removed == []
     assert list(cri.inspect_image(OLD).tags) == action.details["tags"]
 

@@ -185,14 +185,26 @@ def test_a_found_socket_nobody_answers_on_is_unreachable_when_it_is_the_only_one
     assert code == 3 and lines == []
 
 
+def _loaded(imports: str, wanted: str) -> str:
+    """The modules matching the expression ``wanted`` (on ``m``) once ``imports`` are done,
+    in a fresh interpreter."""
+    probe = f"import sys, {imports}; print(sorted(m for m in sys.modules if {wanted}))"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+
+
 def test_the_grpc_stack_is_imported_only_when_a_cri_socket_is_used():
     """The idle agent on a Docker node stays small: grpc and the stubs are ~17 MiB."""
-    probe = ("import sys, agents.cli, agents.node.agent, agents.node.daemon; "
-             "print(sorted(m for m in sys.modules if m == 'grpc' or m.startswith('agents.node.cri')"
-             " and m != 'agents.node.cri_inventory' and m != 'agents.node.cri_mutations'))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[2]).stdout
-    assert out.strip() == "[]"
+    assert _loaded("agents.cli, agents.node.agent, agents.node.daemon",
+                   "m == 'grpc' or m.startswith('agents.node.cri') and m != "
+                   "'agents.node.cri_inventory' and m != 'agents.node.cri_mutations'") == "[]"
+
+
+def test_the_docker_sdk_is_imported_only_when_docker_is_used():
+    """An agent cleaning only a CRI runtime stays small: the SDK and requests are ~7 MiB
+    of its idle RSS (the CRI port raises ``docker_port``'s exceptions, not its SDK's)."""
+    assert _loaded("agents.cli, agents.node.agent, agents.node.daemon, agents.node.cri_port",
+                   "m.split('.')[0] in ('docker', 'requests', 'urllib3')") == "[]"
 
 
 def test_a_found_runtime_that_does_not_answer_in_time_is_a_failure_not_a_note(capsys, host):
