@@ -124,7 +124,7 @@ def _argv(kubeconfig: Path, pki: certificates.Pki, port: int) -> list[str]:
             "--kubelet-preferred-address-types=Hostname",
             "--kubelet-use-node-status-port",
             "--kubelet-insecure-tls",  # the kubelet's certificate is self-signed: local only
-            f"--metric-resolution={RESOLUTION}"]
+            f"--metric-resolution={RESOLUTION}", "--kubelet-request-timeout=5s"]
 
 
 def stop(state_dir: Path) -> None:

@@ -41,8 +41,6 @@ from scripts.localenv.node import Node
 from tests.cluster_runs import Run, policy_for, run_task
 from tests.polling import wait_for
 
-pytestmark = pytest.mark.slow
-
 MI = 2**20
 SPACING = 11.0
 """Seconds between runs: one more than metrics-server's resolution, so each sample is new."""
@@ -224,22 +222,53 @@ def test_resize_changes_the_running_pods_requests_without_a_restart(
         assert shapes.template(workload)["spec"]["template"] == templates[workload]
 
 
-def test_a_resize_the_kubelet_refuses_is_reported_as_the_kubelet_says(
+def test_a_resize_past_the_nodes_capacity_is_refused_and_reported_as_it_was(
         shapes: Shapes, converged: list[Run]):
-    """A CPU floor of 64 cores on a two-core node: the kubelet keeps the resize pending
-    as Infeasible; the next run reports that instead of resizing again."""
-    client, greedy = shapes.client, policy(shapes.namespace, "resize", "64")
+    """A CPU floor of 64 cores on a two-core node: the API server itself refuses the
+    resize (1.37 checks it against the node's allocatable); the line says so, failed."""
     name = shapes.pod("hold")["metadata"]["name"]
-    asked = run_task(client, greedy, "requests").line("pod", name)
-    assert (asked["action"], asked["result"]) == ("patch", "done"), asked
-    verdict = wait_for(lambda: _kubelet_verdict(shapes, "hold", {"cpu": "64"}), timeout=60,
-                       what=f"the kubelet's verdict on {name}'s resize to 64 cores")
-    assert verdict[:2] == ("refused", "Infeasible"), verdict
-    told = run_task(client, greedy, "requests").line("pod", name)
+    run = run_task(shapes.client, policy(shapes.namespace, "resize", "64"), "requests")
+    line = run.line("pod", name)
+    assert (line["action"], line["result"]) == ("patch", "failed"), line
+    assert "node didn't have enough allocatable resources: cpu, requested: 64000" in line[
+        "error"], line
+    assert shapes.pod("hold")["spec"]["containers"][0]["resources"]["requests"]["cpu"] != "64"
+
+
+def test_a_resize_the_kubelet_defers_is_reported_as_the_kubelet_says(
+        shapes: Shapes, converged: list[Run]):
+    """A CPU floor of 1990m on a two-core node. ``burn``'s limit (1 core) is in the way, so
+    its pod is kept. ``hold``'s resize fits the node's allocatable (2000m), so the API
+    server accepts it, but not beside ``burn``'s request, so the kubelet defers it. The next
+    run reports the condition as the kubelet wrote it and sends no resize again. Then the
+    pods are replaced, so that the node has room again."""
+    pods = {w: shapes.pod(w)["metadata"]["name"] for w in WORKLOADS}
+    greedy = policy(shapes.namespace, "resize", "1990m")
+    asked = run_task(shapes.client, greedy, "requests")
+    kept, resized = (asked.line("pod", pods[w]) for w in WORKLOADS)
+    assert (kept["action"], kept["result"]) == ("patch", "skipped"), kept
+    assert kept["error"] == ("limits.cpu 1 of container app is below the recommended request "
+                             "1990m (limits are never lowered)"), kept
+    assert (resized["action"], resized["result"]) == ("patch", "done"), resized
+    verdict = wait_for(lambda: _kubelet_verdict(shapes, "hold", {"cpu": "1990m"}), timeout=60,
+                       what=f"the kubelet's verdict on {pods['hold']}'s resize")
+    assert verdict[:2] == ("refused", "Deferred"), verdict
+    told = run_task(shapes.client, greedy, "requests").line("pod", pods["hold"])
     assert (told["action"], told["result"]) == ("report", "done")
-    assert told["reason"] == (f"resourceRequests.recommend: the kubelet has not applied the "
-                              f"resize: PodResizePending Infeasible: {verdict[2]} "
+    assert told["reason"] == ("resourceRequests.recommend: the kubelet has not applied the "
+                              f"resize: PodResizePending Deferred: {verdict[2]} "
                               "(owner deployment/hold)")
+    shapes.kubectl("delete", "pods", "-l", "app in (burn,hold)", "--wait=true")
+    wait_for(lambda: all(_running_pod(shapes, w) for w in WORKLOADS), timeout=120,
+             what="both workloads' pods replaced and running")
+
+
+def _running_pod(shapes: Shapes, workload: str) -> bool:
+    try:
+        shapes.pod(workload)
+    except ValueError:
+        return False
+    return True
 
 
 def test_patch_writes_only_the_requests_once_per_workload(shapes: Shapes, converged: list[Run]):
