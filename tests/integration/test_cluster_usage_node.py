@@ -13,21 +13,24 @@ metrics-server scrapes the kubelet every 10 s; the requests task runs every 11 s
 a test policy: ``window: 1h``, ``minHistory: 60s``, the default p90 and 15 % margin, and
 floors of 10m and 16Mi (the VPA's 250Mi floor would hide a 64 MiB shape).
 
-Tolerances: CPU at p90 within 140m..250m (the loop shares two cores with whatever else
-runs, so it may get less than its fifth; a histogram bucket reads up to 5 % + 10m high);
-the memory peak within 64..72 MiB (the 64 MiB, the shell, the page tables). Each
-recommendation is that usage plus 15 %, rounded up (a millicore, a MiB), or the floor.
+Tolerances. CPU: the p90 that kubekeeper saw is within -10 % / +30 % + 10m of the mean
+that the kernel counted in the pod's cgroup over the same runs (p90 sits above a mean; a
+histogram bucket reads up to 5 % + 10m high). The kernel's count is the shape, not the
+nominal 200m: the loop shares two cores with whatever else runs on the machine and gets
+less than its fifth when they are busy (143m at a load of 12), so of 200m the test asks
+only 50m..250m. Memory: the peak within 64..72 MiB (the 64 MiB, the shell, page tables).
+Each recommendation is that usage plus 15 %, rounded up (a millicore, a MiB), or the floor.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from kubernetes.client import ApiClient, AppsV1Api
@@ -74,6 +77,19 @@ class Shapes:
 
     def template(self, workload: str) -> dict:
         return json.loads(self.kubectl("get", "deployment", workload, "-o", "json"))
+
+    def cpu_seconds(self, workload: str) -> float:
+        """The kernel's own count of the pod's CPU time: its cgroup's (v1, cgroupfs)."""
+        uid = self.pod(workload)["metadata"]["uid"]
+        usage = Path(f"/sys/fs/cgroup/cpuacct/kubepods/burstable/pod{uid}/cpuacct.usage")
+        return int(usage.read_text()) / 1e9
+
+
+@dataclass(frozen=True)
+class Converged:
+    runs: list[Run]
+    burn_cores: float
+    """What the kernel says ``burn`` used on average over the runs, in cores."""
 
 
 def policy(namespace: str, action: str, min_cpu: str = "10m"):
@@ -126,16 +142,18 @@ def test_the_metrics_api_answers_kubectl_top(shapes: Shapes):
 
 
 @pytest.fixture(scope="module")
-def converged(shapes: Shapes) -> list[Run]:
+def converged(shapes: Shapes) -> Converged:
     """Report runs every SPACING seconds until both workloads have recommendations,
     then two more: the last three are the converged ones."""
     runs: list[Run] = []
+    started, used = time.monotonic(), shapes.cpu_seconds("burn")
     while len(runs) < 20:
         runs.append(run_task(shapes.client, policy(shapes.namespace, "report"),
                              "requests"))
         done = [r for r in runs if all(_recommendation(r, w) for w in WORKLOADS)]
         if len(done) == 3:
-            return runs
+            return Converged(runs, (shapes.cpu_seconds("burn") - used)
+                             / (time.monotonic() - started))
         time.sleep(SPACING)
     pytest.fail(f"no recommendations after {len(runs)} runs: {runs[-1].text}")
 
@@ -153,27 +171,28 @@ def _mebibytes(text: str) -> Decimal:
     return parse_quantity(text) / MI
 
 
-def test_report_runs_converge_on_the_workloads_shapes(shapes: Shapes, converged: list[Run]):
-    early = [r for r in converged if not _recommendation(r, "burn")]
+def test_report_runs_converge_on_the_workloads_shapes(shapes: Shapes, converged: Converged):
+    runs, kernel = converged.runs, Decimal(converged.burn_cores * 1000)
+    assert 50 <= kernel <= 250, kernel  # it burns, and never much past its fifth of a core
+    early = [r for r in runs if not _recommendation(r, "burn")]
     assert len(early) >= 5  # 60s of history at 11s apart: nothing said on less
-    assert all(r.summary["error"] is None and not r.notes for r in converged)
-    for run in converged[-3:]:
+    assert all(r.summary["error"] is None and not r.notes for r in runs)
+    for run in runs[-3:]:
         burn, hold = (_recommendation(run, w) for w in WORKLOADS)
         assert set(burn) == set(hold) == {"cpu", "memory"}, run.text
         cpu = _millicores(burn["cpu"]["usage"])
-        assert 140 <= cpu <= 250, burn
+        assert kernel * Decimal("0.9") <= cpu <= kernel * Decimal("1.3") + 10, (kernel, burn)
         assert abs(_millicores(burn["cpu"]["recommended"]) - cpu * Decimal("1.15")) <= 2, burn
         peak = _mebibytes(hold["memory"]["usage"])
         assert 64 <= peak <= 72, hold
-        assert _mebibytes(hold["memory"]["recommended"]) == math.ceil(
-            math.ceil(peak) * Decimal("1.15")) or abs(
-            _mebibytes(hold["memory"]["recommended"]) - peak * Decimal("1.15")) <= 1, hold
+        memory = _mebibytes(hold["memory"]["recommended"])
+        assert (peak - 1) * Decimal("1.15") <= memory <= peak * Decimal("1.15") + 1, hold
         assert burn["memory"]["recommended"] == "16Mi"  # the floor: a shell holds ~1 MiB
         assert _millicores(hold["cpu"]["recommended"]) <= 25, hold  # idle: the first bucket
         for shown in (burn["cpu"], hold["memory"]):
             assert (shown["source"], shown["window"], shown["samples"]) == (
-                "metrics.k8s.io", "1h", converged.index(run) + 1), shown
-    last = converged[-1].line("deployment", "burn")
+                "metrics.k8s.io", "1h", runs.index(run) + 1), shown
+    last = runs[-1].line("deployment", "burn")
     assert (last["action"], last["result"]) == ("report", "done")
     assert last["reason"].startswith("resourceRequests.recommend: container app: cpu 50m → ")
     record = shapes.kubectl("get", "configmap", "-l", "kubekeeper/usage-record=v1", "-o", "name")
@@ -197,7 +216,7 @@ def _kubelet_verdict(shapes: Shapes, workload: str, wanted: dict) -> tuple | Non
 
 
 def test_resize_changes_the_running_pods_requests_without_a_restart(
-        shapes: Shapes, converged: list[Run]):
+        shapes: Shapes, converged: Converged):
     before = {w: shapes.pod(w) for w in WORKLOADS}
     templates = {w: shapes.template(w)["spec"]["template"] for w in WORKLOADS}
     run = run_task(shapes.client, policy(shapes.namespace, "resize"), "requests")
@@ -223,7 +242,7 @@ def test_resize_changes_the_running_pods_requests_without_a_restart(
 
 
 def test_a_resize_past_the_nodes_capacity_is_refused_and_reported_as_it_was(
-        shapes: Shapes, converged: list[Run]):
+        shapes: Shapes, converged: Converged):
     """A CPU floor of 64 cores on a two-core node: the API server itself refuses the
     resize (1.37 checks it against the node's allocatable); the line says so, failed."""
     name = shapes.pod("hold")["metadata"]["name"]
@@ -236,7 +255,7 @@ def test_a_resize_past_the_nodes_capacity_is_refused_and_reported_as_it_was(
 
 
 def test_a_resize_the_kubelet_defers_is_reported_as_the_kubelet_says(
-        shapes: Shapes, converged: list[Run]):
+        shapes: Shapes, converged: Converged):
     """A CPU floor of 1990m on a two-core node. ``burn``'s limit (1 core) is in the way, so
     its pod is kept. ``hold``'s resize fits the node's allocatable (2000m), so the API
     server accepts it, but not beside ``burn``'s request, so the kubelet defers it. The next
@@ -271,7 +290,7 @@ def _running_pod(shapes: Shapes, workload: str) -> bool:
     return True
 
 
-def test_patch_writes_only_the_requests_once_per_workload(shapes: Shapes, converged: list[Run]):
+def test_patch_writes_only_the_requests_once_per_workload(shapes: Shapes, converged: Converged):
     apps = AppsV1Api(shapes.client)
     before = {w: apps.read_namespaced_deployment(w, shapes.namespace) for w in WORKLOADS}
     run = run_task(shapes.client, policy(shapes.namespace, "patch"), "requests")
