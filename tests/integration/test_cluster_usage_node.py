@@ -13,17 +13,20 @@ metrics-server scrapes the kubelet every 10 s; the requests task runs every 11 s
 a test policy: ``window: 1h``, ``minHistory: 60s``, the default p90 and 15 % margin, and
 floors of 10m and 16Mi (the VPA's 250Mi floor would hide a 64 MiB shape).
 
-Tolerances. CPU: the p90 that kubekeeper saw is within -10 % / +30 % + 10m of the mean
-that the kernel counted in the pod's cgroup over the same runs (p90 sits above a mean; a
-histogram bucket reads up to 5 % + 10m high). The kernel's count is the shape, not the
-nominal 200m: the loop shares two cores with whatever else runs on the machine and gets
-less than its fifth when they are busy (143m at a load of 12), so of 200m the test asks
-only 50m..250m. Memory: the peak within 64..72 MiB (the 64 MiB, the shell, page tables).
-Each recommendation is that usage plus 15 %, rounded up (a millicore, a MiB), or the floor.
+Tolerances. CPU: the kernel's count in the pod's cgroup, read at every run, is the shape,
+not the nominal 200m: the loop shares two cores with whatever else runs on the machine
+and gets less than its fifth when they are busy (a mean of 136m at a load of 6), so of
+200m the test asks only a mean of 50m..250m. The p90 kubekeeper saw must then lie between
+90 % of that mean (a p90 sits above a mean) and the highest rate the kernel counted between
+two runs, plus 15 % + 10m (metrics-server's 10 s windows do not line up with the runs',
+and a histogram bucket reads up to 5 % + 10m high). Memory: the peak within 64..72 MiB (the
+64 MiB, the shell, page tables). Each recommendation is that usage plus 15 %, rounded up (a
+millicore, a MiB), or the floor.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -88,8 +91,13 @@ class Shapes:
 @dataclass(frozen=True)
 class Converged:
     runs: list[Run]
-    burn_cores: float
-    """What the kernel says ``burn`` used on average over the runs, in cores."""
+    burn_rates: list[float]
+    """What the kernel counted ``burn`` using between one run and the next, in cores."""
+
+    def kernel(self) -> tuple[Decimal, Decimal]:
+        """The mean and the highest of those rates, in millicores."""
+        rates = [Decimal(r * 1000) for r in self.burn_rates]
+        return sum(rates) / len(rates), max(rates)
 
 
 def policy(namespace: str, action: str, min_cpu: str = "10m"):
@@ -144,16 +152,18 @@ def test_the_metrics_api_answers_kubectl_top(shapes: Shapes):
 @pytest.fixture(scope="module")
 def converged(shapes: Shapes) -> Converged:
     """Report runs every SPACING seconds until both workloads have recommendations,
-    then two more: the last three are the converged ones."""
+    then two more: the last three are the converged ones. The kernel's count of
+    ``burn``'s CPU is read at every run."""
     runs: list[Run] = []
-    started, used = time.monotonic(), shapes.cpu_seconds("burn")
+    counted = [(time.monotonic(), shapes.cpu_seconds("burn"))]
     while len(runs) < 20:
         runs.append(run_task(shapes.client, policy(shapes.namespace, "report"),
                              "requests"))
+        counted.append((time.monotonic(), shapes.cpu_seconds("burn")))
         done = [r for r in runs if all(_recommendation(r, w) for w in WORKLOADS)]
         if len(done) == 3:
-            return Converged(runs, (shapes.cpu_seconds("burn") - used)
-                             / (time.monotonic() - started))
+            rates = [(c2 - c1) / (t2 - t1) for (t1, c1), (t2, c2) in itertools.pairwise(counted)]
+            return Converged(runs, rates)
         time.sleep(SPACING)
     pytest.fail(f"no recommendations after {len(runs)} runs: {runs[-1].text}")
 
@@ -172,8 +182,8 @@ def _mebibytes(text: str) -> Decimal:
 
 
 def test_report_runs_converge_on_the_workloads_shapes(shapes: Shapes, converged: Converged):
-    runs, kernel = converged.runs, Decimal(converged.burn_cores * 1000)
-    assert 50 <= kernel <= 250, kernel  # it burns, and never much past its fifth of a core
+    runs, (mean, high) = converged.runs, converged.kernel()
+    assert 50 <= mean <= 250, mean  # it burns, and never much past its fifth of a core
     early = [r for r in runs if not _recommendation(r, "burn")]
     assert len(early) >= 5  # 60s of history at 11s apart: nothing said on less
     assert all(r.summary["error"] is None and not r.notes for r in runs)
@@ -181,7 +191,8 @@ def test_report_runs_converge_on_the_workloads_shapes(shapes: Shapes, converged:
         burn, hold = (_recommendation(run, w) for w in WORKLOADS)
         assert set(burn) == set(hold) == {"cpu", "memory"}, run.text
         cpu = _millicores(burn["cpu"]["usage"])
-        assert kernel * Decimal("0.9") <= cpu <= kernel * Decimal("1.3") + 10, (kernel, burn)
+        assert mean * Decimal("0.9") <= cpu <= high * Decimal("1.15") + 10, (
+            converged.burn_rates, burn)
         assert abs(_millicores(burn["cpu"]["recommended"]) - cpu * Decimal("1.15")) <= 2, burn
         peak = _mebibytes(hold["memory"]["usage"])
         assert 64 <= peak <= 72, hold
