@@ -44,7 +44,6 @@ from agents.units import parse_quantity
 from scripts.localenv import cri_images
 from scripts.localenv.metrics_server import MetricsServer
 from scripts.localenv.node import Node
-from scripts.localenv.prometheus import PrometheusServer
 from tests.cluster_runs import Run, policy_for, run_task
 from tests.polling import wait_for
 
@@ -101,13 +100,12 @@ class Converged:
         return sum(rates) / len(rates), max(rates)
 
 
-def policy(namespace: str, action: str, min_cpu: str = "10m", prometheus: str = "",
-           min_history: str = "60s"):
+def policy(namespace: str, action: str, min_cpu: str = "10m"):
     return policy_for(namespace, f"""
 resourceRequests:
   action: {action}
-  usage: {{namespace: {namespace}, prometheus: {{url: "{prometheus}"}}}}
-  recommend: {{window: 1h, halfLife: 1h, minHistory: {min_history}, minCpu: {min_cpu},
+  usage: {{namespace: {namespace}}}
+  recommend: {{window: 1h, halfLife: 1h, minHistory: 60s, minCpu: {min_cpu},
               minMemory: 16Mi, minInterval: 1h}}
 """)
 
@@ -125,11 +123,8 @@ def deployment(name: str, image: cri_images.ArchiveImage, ballast: bool) -> dict
 
 
 @pytest.fixture(scope="module")
-def shapes(kube_node: Node, metrics_api: MetricsServer,
-           prometheus_server: PrometheusServer) -> Iterator[Shapes]:
-    """Both workloads running, and both pods in the metrics API (two scrapes in).
-    Prometheus scrapes the kubelet from before they start, so that by its test it holds
-    their whole lives."""
+def shapes(kube_node: Node, metrics_api: MetricsServer) -> Iterator[Shapes]:
+    """Both workloads running, and both pods in the metrics API (two scrapes in)."""
     namespace = f"kk-usage-{uuid.uuid4().hex[:6]}"
     cri_images.import_images(kube_node.runtime, [BURN, HOLD])
     kube_node.plane.run_kubectl("create", "namespace", namespace)
@@ -255,33 +250,6 @@ def test_resize_changes_the_running_pods_requests_without_a_restart(
         assert after["spec"]["containers"][0]["resources"]["limits"] == RESOURCES[workload][
             "limits"]
         assert shapes.template(workload)["spec"]["template"] == templates[workload]
-
-
-def test_with_prometheus_the_evidence_is_its_answer_over_the_window(
-        shapes: Shapes, converged: Converged, prometheus_server: PrometheusServer):
-    """The same shapes, from a real Prometheus scraping the kubelet's cAdvisor endpoint.
-    Its CPU query steps on 5-minute marks (``rate(...[5m])[1h:5m]``), so it answers once
-    a mark has passed with two scrapes before it: up to 5 minutes after Prometheus started.
-    ``minHistory`` is 0s here: the history Prometheus reports is counted from those marks."""
-    rules = policy(shapes.namespace, "report", prometheus=prometheus_server.url,
-                   min_history="0s")
-
-    def answered() -> Run | None:
-        run = run_task(shapes.client, rules, "requests")
-        return run if all(_recommendation(run, w) for w in WORKLOADS) else None
-
-    run = wait_for(answered, timeout=360, interval=15,
-                   what="recommendations from Prometheus's answers for both workloads")
-    burn, hold = (_recommendation(run, w) for w in WORKLOADS)
-    assert {burn["cpu"]["source"], hold["memory"]["source"]} == {"prometheus"}
-    mean, high = converged.kernel()
-    cpu = _millicores(burn["cpu"]["usage"])  # a 5-minute rate: near the kernel's mean
-    assert mean * Decimal("0.7") <= cpu <= high * Decimal("1.15") + 10, (
-        converged.burn_rates, burn)
-    assert 64 <= _mebibytes(hold["memory"]["usage"]) <= 72, hold
-    assert burn["cpu"]["samples"] >= 2 and burn["memory"]["recommended"] == "16Mi"
-    assert "list pods.metrics.k8s.io" not in run.api.counter.by_request  # no sampling
-    assert not run.notes and run.summary["error"] is None
 
 
 def test_a_resize_past_the_nodes_capacity_is_refused_and_reported_as_it_was(
