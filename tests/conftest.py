@@ -25,6 +25,7 @@ from scripts.localenv import (
     controlplane,
     cri_pods,
     dockerd,
+    metrics_server,
     node,
     prometheus,
     testimages,
@@ -32,6 +33,7 @@ from scripts.localenv import (
 from scripts.localenv.containerd import Containerd
 from scripts.localenv.controlplane import ControlPlane
 from scripts.localenv.dockerd import DockerEngine
+from scripts.localenv.metrics_server import MetricsServer
 from scripts.localenv.node import Node
 from scripts.localenv.prometheus import Pushgateway
 from tests.polling import wait_for
@@ -181,6 +183,20 @@ def _shared_node(state_dir: Path) -> Node:
         return node.start(state_dir)
     except Exception as err:
         pytest.fail(f"the shared local node in {state_dir} did not start: {err}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def metrics_api(kube_node: Node) -> Iterator[MetricsServer]:
+    """metrics-server on the node, registered as the ``v1beta1.metrics.k8s.io`` APIService,
+    handed over once the metrics API (through the node's API server, as ``kubectl top``
+    reads it) lists the node. It scrapes the real kubelet with ``--kubelet-insecure-tls``
+    (the kubelet's certificate is self-signed), a setting for this test node only. At the
+    session's end it is unregistered and stopped, on a shared node too.
+    """
+    yield from _run_service(
+        "metrics-server",
+        lambda state_dir: metrics_server.start(state_dir, kube_node.plane, kube_node.name),
+        metrics_server.stop, "kk-ms-")
 
 
 @pytest.fixture

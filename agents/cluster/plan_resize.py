@@ -14,7 +14,11 @@ nothing restarts that the admin did not opt into:
 Memory is never resized below current usage: a memory recommendation is
 never below the peak of the window, which includes this run's sample.
 What the kubelet does with the resize (done, deferred, infeasible) is in the
-pod's status afterwards, not in the answer to the patch.
+pod's status afterwards, not in the answer to the patch. Since the pod's spec
+already holds the new requests then, a later run would see nothing to change
+and say nothing: so a pod whose resize the kubelet deferred or refused gets a
+report line with the kubelet's condition as it is, and no new resize until the
+kubelet has settled it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ def resizes(inventory: Inventory, owner_of: Mapping[tuple[str, str], tuple[str, 
     for pod in inventory.pod:
         mine = owner_of.get((pod.meta.namespace, pod.meta.name)) == (owner.kind, owner.name)
         if not mine or pod.phase != "Running" or pod.meta.ignored or pod.meta.deleting:
+            continue
+        if pod.resize_pending:
+            actions.append(act(pod.meta, Verb.REPORT, RULE, "the kubelet has not applied the "
+                               f"resize: {pod.resize_pending} (owner {owner.kind}/{owner.name})"))
             continue
         action = _resize(pod, owner, rules, inventory, int(now.timestamp()))
         if action is not None:

@@ -148,6 +148,9 @@ class Pod:
     phase: str
     finished_at: datetime | None
     manifest: str | None
+    resize_pending: str | None = None
+    """What the kubelet says of a resize it has not applied (``Infeasible: ...``,
+    ``Deferred: ...``, a failed one's ``Error: ...``), or None."""
 
     @property
     def phase_finished(self) -> bool:
@@ -320,7 +323,20 @@ def pod(raw: dict, manifests: bool = True) -> Pod:
     finished = phase in _FINISHED_PHASES
     return Pod(meta, containers_of(raw.get("spec")), phase,
                _pod_finish(status) if finished else None,
-               manifest("pod", raw) if manifests and finished and not meta.owners else None)
+               manifest("pod", raw) if manifests and finished and not meta.owners else None,
+               _resize_pending(status))
+
+
+def _resize_pending(status: dict) -> str | None:
+    """The kubelet's own words on a resize it has not applied: a true PodResizePending
+    (Deferred or Infeasible), or a PodResizeInProgress whose reason is Error."""
+    for condition in status.get("conditions") or ():
+        kind, reason = condition.get("type"), condition.get("reason") or ""
+        pending = kind == "PodResizePending" or (kind == "PodResizeInProgress"
+                                                 and reason == "Error")
+        if pending and condition.get("status") == "True":
+            return f"{kind} {reason}: {condition.get('message') or '(no message)'}"
+    return None
 
 
 def _pod_finish(status: dict) -> datetime | None:

@@ -33,6 +33,7 @@ _DAEMON_NAMES = frozenset(
         "kube-controller-manager",
         "kube-scheduler",
         "kubelet",
+        "metrics-server",
     }
 )
 

@@ -170,3 +170,32 @@ def test_resize_keeps_a_pod_whose_limit_is_in_the_way_and_adds_no_request():
     assert owner.verb is Verb.REPORT and owner.why.endswith("(limits are never lowered)")
     assert resize.skip.startswith("limits.cpu 150m of container app is below")
     assert "memory of container app left: it sets no request" in resize.why
+
+
+def test_a_resize_the_kubelet_refused_is_reported_as_it_said_and_not_sent_again():
+    """The pod's spec holds the refused requests already, so only its condition tells."""
+    refused = records.pod({"metadata": meta("web-1-a", "ReplicaSet/web-1"),
+                           "spec": {"containers": [container("app", SET)]},
+                           "status": {"phase": "Running", "conditions": [
+                               {"type": "PodResizePending", "status": "True",
+                                "reason": "Infeasible",
+                                "message": "Node didn't have enough capacity: cpu"}]}})
+    inventory = Inventory(deployment=(deployment("web", container("app", SET)),),
+                          replicaset=(replicaset(),), pod=(refused,),
+                          measured=measured(deployment__web__app=BURNS))
+    _owner, line = plan(inventory, action_is("resize"))
+    assert (line.kind, line.name, line.verb, line.skip) == ("pod", "web-1-a", Verb.REPORT, None)
+    assert line.why == ("the kubelet has not applied the resize: PodResizePending Infeasible: "
+                        "Node didn't have enough capacity: cpu (owner deployment/web)")
+
+
+def test_a_resize_in_progress_or_done_is_no_pending_one():
+    for conditions in ([], [{"type": "PodResizeInProgress", "status": "True", "reason": ""}],
+                       [{"type": "PodResizePending", "status": "False", "reason": "Deferred"}]):
+        pod = records.pod({"metadata": meta("p"), "spec": {"containers": []},
+                           "status": {"phase": "Running", "conditions": conditions}})
+        assert pod.resize_pending is None
+    failed = records.pod({"metadata": meta("p"), "spec": {"containers": []}, "status": {
+        "conditions": [{"type": "PodResizeInProgress", "status": "True", "reason": "Error",
+                        "message": "runtime said no"}]}})
+    assert failed.resize_pending == "PodResizeInProgress Error: runtime said no"
