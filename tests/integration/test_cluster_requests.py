@@ -108,6 +108,7 @@ def test_patch_fills_only_missing_requests_and_rolls_out(kube_api, namespace):
              what="the rollout's new ReplicaSet")
     task = batch.read_namespaced_cron_job("nightly", namespace).spec.job_template.spec.template
     assert task.spec.containers[0].resources.requests == {"cpu": "100m", "memory": "128Mi"}
-    assert [r for r, _ in events_about(kube_api, namespace, "nightly")] == ["KubekeeperPatched"]
+    assert [(t, r) for t, r, _ in events_about(kube_api, namespace, "nightly")] == [
+        ("Normal", "KubekeeperPatched")]
     assert run_task(kube_api, policy_for(namespace, "resourceRequests: {action: patch}"),
                     "requests").lines == []
