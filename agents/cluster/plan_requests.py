@@ -22,7 +22,9 @@ Policy ``cluster.resourceRequests``:
 With usage measured (``inventory.measured``; see ``usage_observe``), a
 required CPU or memory request is also compared with its recommendation
 (``request_changes``): a line whenever they differ by more than
-``recommend.minChange``, carrying the evidence; ``patch`` writes the
+``recommend.minChange``, carrying the evidence, and while a container's usage
+history is shorter than ``recommend.minHistory``, a line saying how much there
+is; ``patch`` writes the
 recommendations (a change of requests already set at most once per
 ``recommend.minInterval``, recorded in ``kubekeeper/requests-patched-at`` on
 the workload), never past a limit; ``resize`` resizes running pods in place
@@ -90,7 +92,7 @@ def _changes(meta: Meta, containers: tuple[Container, ...], rules: ResourceReque
     stamp = int(now.timestamp())
     found = (change(c, (meta.namespace, meta.kind, meta.name, c.name), rules,
                     inventory.measured, stamp) for c in containers)
-    return [c for c in found if c.wanted or c.missing or c.conflicts]
+    return [c for c in found if c.wanted or c.missing or c.conflicts or c.awaits_history]
 
 
 def _measured_action(meta: Meta, found: list[Change], rules: ResourceRequests,
@@ -98,10 +100,10 @@ def _measured_action(meta: Meta, found: list[Change], rules: ResourceRequests,
     """The owner's line: the evidence always; a template patch when the policy allows it."""
     why = "; ".join(c.why() for c in found)
     fill = {c.name: c.wanted for c in found if c.wanted}
-    rule = ("resourceRequests.recommend" if any(c.recommended for c in found)
-            else "resourceRequests.require" if fill else "resourceRequests.requireLimits")
+    rule = _rule(found, bool(fill))
     details = {"missing": {c.name: list(c.missing) for c in found if c.missing},
-               "recommendations": {c.name: c.evidence for c in found if c.evidence}}
+               "recommendations": {c.name: c.evidence for c in found if c.evidence},
+               "history": {c.name: c.waiting for c in found if c.awaits_history}}
     held = _held(meta, found, rules, now)
     if rules.action not in ("patch", "resize") or not fill or held:
         return act(meta, Verb.REPORT, rule, why + (f"; {held}" if held else ""), **details)
@@ -118,6 +120,13 @@ def _measured_action(meta: Meta, found: list[Change], rules: ResourceRequests,
     effect = "; a rollout restarts its pods" if meta.kind in _ROLLOUT else ""
     return act(meta, Verb.PATCH, rule, f"{why}; writing these requests{effect}",
                patch=guarded(meta, patch), patchType="strategic", **details)
+
+
+def _rule(found: list[Change], fills: bool) -> str:
+    """``recommend`` for a line about usage (a recommendation, or the history so far)."""
+    if any(c.recommended for c in found) or not (fills or any(c.missing for c in found)):
+        return "resourceRequests.recommend"
+    return "resourceRequests.require" if fills else "resourceRequests.requireLimits"
 
 
 def _held(meta: Meta, found: list[Change], rules: ResourceRequests, now: datetime

@@ -4,7 +4,10 @@ With usage measured, a required CPU or memory request is set to the
 recommendation when it differs from the current one by more than
 ``minChange`` (a limit without a request counts as the request the API server
 copies from it). Without a recommendation yet (too little history), only a
-missing request is filled, with the policy default, as without usage.
+missing request is filled, with the policy default, as without usage; a
+container whose usage is being recorded but is short of ``minHistory`` still
+gets its say (how much history there is), so an admin sees it coming instead of
+silence.
 
 A limit below the new request is a conflict: the request is not raised past
 it (the API server would refuse it, and kubekeeper never lowers a limit).
@@ -45,6 +48,9 @@ class Change:
     conflicts: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     waiting: str | None = None
+    """Why there is no recommendation yet (the history so far), or None."""
+    awaits_history: bool = False
+    """Usage of a required CPU or memory is recorded, but for less than ``minHistory``."""
 
     @property
     def changes_set_requests(self) -> bool:
@@ -60,6 +66,9 @@ class Change:
                                            f"{', '.join(self.missing)}")))
         if self.waiting and self.missing:
             text += f" (usage: {self.waiting})"
+        elif self.awaits_history:
+            text = "; ".join(filter(None, (text, f"{kind} {self.name}: no recommendation "
+                                           f"yet: {self.waiting}")))
         return text + "".join(f"; {c}" for c in self.conflicts)
 
 
@@ -73,6 +82,8 @@ def change(container: Container, key: tuple[str, str, str, str], rules: Resource
     found = recommend(evidence, rules.recommend) if evidence else None
     waiting = (short_of_history(evidence, rules.recommend) if evidence
                else "no usage seen yet") if found is None else None
+    awaits = found is None and evidence is not None and any(r in MEASURED
+                                                            for r in rules.require)
     wanted, shown, conflicts = {}, {}, []
     for resource in rules.require:
         current = container.value(f"requests.{resource}") or container.value(
@@ -85,7 +96,7 @@ def change(container: Container, key: tuple[str, str, str, str], rules: Resource
         elif value is None and f"requests.{resource}" in missing:
             wanted[resource] = rules.defaults.for_resource(resource)
     return Change(container.name, container.init, wanted, tuple(shown), shown,
-                  tuple(conflicts), missing, waiting)
+                  tuple(conflicts), missing, waiting, awaits)
 
 
 def _value(found: Recommendation | None, resource: str) -> Decimal | None:

@@ -185,7 +185,12 @@ def test_report_runs_converge_on_the_workloads_shapes(shapes: Shapes, converged:
     runs, (mean, high) = converged.runs, converged.kernel()
     assert 50 <= mean <= 250, mean  # it burns, and never much past its fifth of a core
     early = [r for r in runs if not _recommendation(r, "burn")]
-    assert len(early) >= 5  # 60s of history at 11s apart: nothing said on less
+    assert len(early) >= 5  # 60s of history at 11s apart: no recommendation on less
+    for run in early[1:]:  # but a line that says how much history there is
+        said = run.line("deployment", "burn")
+        assert said["reason"].startswith("resourceRequests.recommend: container app: no "
+                                         "recommendation yet: "), said
+        assert said["history"]["app"].endswith(" needed"), said
     assert all(r.summary["error"] is None and not r.notes for r in runs)
     for run in runs[-3:]:
         burn, hold = (_recommendation(run, w) for w in WORKLOADS)

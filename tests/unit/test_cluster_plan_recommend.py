@@ -96,6 +96,24 @@ def test_before_min_history_a_missing_request_gets_the_default_and_the_line_says
     assert "annotations" not in line.details["patch"]["metadata"]
 
 
+def test_before_min_history_a_container_with_requests_set_gets_a_line_with_its_history():
+    inventory = Inventory(deployment=(deployment("web", container("app", SET),
+                                                 container("idle", SET)),),
+                          measured=measured(deployment__web__app=used(0.2, 300, hours=3)))
+    [line] = plan(inventory, action_is("patch"))
+    assert (line.verb, line.rule) == (Verb.REPORT, "resourceRequests.recommend")
+    assert line.why == ("container app: no recommendation yet: 3h of usage history "
+                        "(19 samples), 1d needed")
+    assert line.details["history"] == {"app": "3h of usage history (19 samples), 1d needed"}
+    assert "patch" not in line.details
+
+
+def test_no_line_about_history_where_the_policy_requires_no_cpu_or_memory():
+    inventory = Inventory(deployment=(deployment("web", container("app", SET)),),
+                          measured=measured(deployment__web__app=used(0.2, 300, hours=3)))
+    assert plan(inventory, "cluster:\n  resourceRequests: {require: []}\n") == []
+
+
 def test_patch_writes_the_recommendations_and_records_when():
     inventory = Inventory(deployment=(deployment("web", container("app", SET)),),
                           measured=measured(deployment__web__app=BURNS))
