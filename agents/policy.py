@@ -130,7 +130,10 @@ class LogRules:
 @dataclass(frozen=True)
 class NodePolicy:
     schedule: Schedule = section(Schedule, "When the daemon runs each job.")
-    parallelism: int = setting(checks.whole(1, 64), 4, "Runtime deletions in flight at once.")
+    parallelism: int = setting(checks.whole(1, 64), 4, "Docker deletions in flight at once.")
+    criParallelism: int = setting(
+        checks.whole(1, 256), 64, "Image removals in flight at once on a CRI runtime (containerd's "
+        "overlapping removals share one garbage collection, so more is quicker, not heavier).")
     runtimes: tuple[str, ...] = setting(
         checks.runtimes, list(checks.RUNTIME_NAMES),
         "Runtimes that may be cleaned, of those --runtime finds; leave one out to turn it off.")

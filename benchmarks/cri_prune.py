@@ -43,8 +43,9 @@ from scripts.localenv.containerd import Containerd
 _BUILD = Path(__file__).resolve().parent / "crictl" / "build"
 KINDS = ("container", "pod", "image", "in-use image")
 _TIMEOUT = 600
-WIDE = 64
-"""The highest ``node.parallelism`` a policy may set."""
+KEY = "criParallelism"
+WIDE = 256
+"""The highest ``node.criParallelism`` a policy may set."""
 
 
 def bench(args: argparse.Namespace, scale: CriScale, work: Path) -> tuple[Setup, list[Trial]]:
@@ -52,8 +53,8 @@ def bench(args: argparse.Namespace, scale: CriScale, work: Path) -> tuple[Setup,
     crictl = timed(steps, "build crictl (cached after the first time)", build_crictl)
     archives = timed(steps, f"write {scale.images} images as tarballs (once)",
                      lambda: write_archives(bench_images(scale), work))
-    policy = measure.write_policy(work, args.parallelism)
-    wide = (WIDE, measure.write_policy(work, WIDE, "wide"))
+    policy = measure.write_policy(work, args.parallelism, key=KEY)
+    wide = (WIDE, measure.write_policy(work, WIDE, "wide", key=KEY))
     seeds: list[list[Step]] = []
 
     def fresh(what: str) -> Containerd:
@@ -188,7 +189,7 @@ def _header(scale: CriScale, parallelism: int, version: str,
         f"pod sandboxes, each with a running, an exited and a created container: "
         f"{len(seeded['container'])} containers, {len(seeded['in-use image'])} images in use "
         "or pinned that must stay",
-        f"- Agent policy: dryRun false, parallelism {parallelism}, images.unused and "
+        f"- Agent policy: dryRun false, criParallelism {parallelism}, images.unused and "
         "images.dangling olderThan 0s, diskPressure off, job cleanup, an empty first-seen "
         "record (containers are left to the kubelet and the CRI has no volumes). Baseline: "
         f"`crictl rmi --prune` (every image no container uses and not pinned, all removals at "

@@ -52,7 +52,7 @@ dryRun: false
 maxDeletionsPerRun: 1000000
 node:
   schedule: {{cleanup: {{every: 1h}}, logs: {{every: 1h}}, jitter: 0s}}
-  parallelism: {parallelism}
+  {key}: {parallelism}
   containers: {{olderThan: 0s}}
   images:
     dangling: {{olderThan: 0s}}
@@ -148,9 +148,11 @@ def in_turn(n: int, agent_side: Callable[[], _A], baseline_side: Callable[[], _B
     return agent, baseline_side()
 
 
-def write_policy(work: Path, parallelism: int, name: str = "policy") -> Path:
+def write_policy(work: Path, parallelism: int, name: str = "policy",
+                 key: str = "parallelism") -> Path:
+    """The benchmark's policy; ``key`` is ``criParallelism`` for a CRI runtime's removals."""
     path = work / f"{name}.yaml"
-    path.write_text(POLICY.format(parallelism=parallelism))
+    path.write_text(POLICY.format(parallelism=parallelism, key=key))
     return path
 
 

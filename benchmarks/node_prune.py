@@ -38,6 +38,7 @@ from pathlib import Path
 import docker
 
 from agents.node.runtimes import DOCKER, Runtime
+from agents.policy import NodePolicy
 from benchmarks import cri_prune, node_engine
 from benchmarks import node_measure as measure
 from benchmarks.cri_seed import CriScale
@@ -146,14 +147,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pods", type=int, default=20,
                         help="pod sandboxes, 3 containers each (containerd)")
     parser.add_argument("--repeat", type=int, default=3, help="trials (medians are printed)")
-    parser.add_argument("--parallelism", type=int, default=4,
-                        help="the policy's node.parallelism (default 4, the policy default)")
+    parser.add_argument("--parallelism", type=int, default=None,
+                        help="the policy's node.parallelism on Docker, node.criParallelism on "
+                             "containerd (default: the policy's default, 4 and 64)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a quick check: {QUICK.images} images, {QUICK.containers} "
                              f"containers, {QUICK.volumes} volumes; on containerd "
                              f"{QUICK_CRI.images} images, {QUICK_CRI.pods} pods (overrides "
                              "the sizes)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.parallelism is None:
+        shipped = NodePolicy()
+        args.parallelism = (shipped.criParallelism if args.runtime == "containerd"
+                            else shipped.parallelism)
+    return args
 
 
 def _progress(message: str) -> None:

@@ -148,13 +148,13 @@ def _rows(setup: Setup, trials: Sequence[Trial]) -> list[tuple[str, str, str, st
 
 def _wide_rows(trials: Sequence[Trial], row: Callable[..., tuple[str, str, str, str]]
                ) -> list[tuple[str, str, str, str]]:
-    """The agent at the other parallelism, when every trial measured it."""
+    """The agent at the most CRI removals in flight, when every trial measured it."""
     wide = [t.wide for t in trials]
     if not all(wide):
         return []
     parallelism = wide[0][0] if wide[0] else 0
     return [
-        row(f"(a) agent full run at node.parallelism {parallelism}",
+        row(f"(a) agent full run at node.criParallelism {parallelism}",
             lambda t: t.wide[1].wall_s, "s", None),
         row(f"(a) ratio agent at parallelism {parallelism} / baseline",
             lambda t: t.wide[1].wall_s / t.baseline.wall_s, "", None),

@@ -17,7 +17,11 @@ The CRI is less careful than the Engine API, so the removals check first:
   an image any container uses (any state) is ``InUse``, naming the users.  The
   check and the removal are two calls: a container created between them is
   not seen.  This one check is the executor's "in use since planning" check
-  too, so a removal costs three calls (status, containers, remove), not five.
+  too.  The check reads the image and container listings through a
+  ``SharedLook``: removals in flight at the same time share one pair of
+  listings that started after each of them asked, so a removal costs one call
+  of its own (``RemoveImage``) and a share of one ``ListImages`` and one
+  ``ListContainers``, instead of a status and a listing each.
 - Removing an image removes all its tags (``api.proto``): there is no untag.
 - Both removals are idempotent (no error when the object is already gone);
   ``inspect_*`` raise ``Gone`` for a missing object, so the executor's check
@@ -48,6 +52,7 @@ from agents.node.docker_port import (
     Timeout,
     Unsupported,
 )
+from agents.node.shared_look import SharedLook
 
 API_VERSION = "v1"
 _MAX_MESSAGE = 16 * 1024 * 1024
@@ -185,6 +190,8 @@ class GrpcCriPort:
             ("grpc.max_receive_message_length", _MAX_MESSAGE)])
         self._runtime = api_pb2_grpc.RuntimeServiceStub(self._channel)
         self._images = api_pb2_grpc.ImageServiceStub(self._channel)
+        self._look: SharedLook[tuple[dict[str, CriImage], list[CriContainer]]] = SharedLook(
+            self._images_and_containers)
         try:
             found = self.version()
         except Unsupported as exc:
@@ -268,10 +275,13 @@ class GrpcCriPort:
             container_id=container_id))
 
     def remove_image(self, image_id: str) -> None:
-        image = self.inspect_image(image_id)
+        images, containers = self._look.get()
+        image = images.get(image_id)
+        if image is None:
+            raise Gone(f"no image {image_id}")
         if image.pinned:
             raise Conflict(f"image {image_id} is pinned by the runtime")
-        users = [c.name for c in self.containers() if uses(c, image)]
+        users = [c.name for c in containers if uses(c, image)]
         if users:
             raise InUse(image_id, users)
         self._call(self._images.RemoveImage, api_pb2.RemoveImageRequest(
@@ -279,6 +289,11 @@ class GrpcCriPort:
 
     def close(self) -> None:
         self._channel.close()
+
+    def _images_and_containers(self) -> tuple[dict[str, CriImage], list[CriContainer]]:
+        """What a removal checks, images before containers: a container made from an image
+        after the image listing is still in the container listing."""
+        return {i.id: i for i in self.images()}, self.containers()
 
     def _call(self, rpc: Callable[..., _Answer], request: object) -> _Answer:
         """One unary call with this port's deadline, its failure translated."""

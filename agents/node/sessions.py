@@ -79,6 +79,10 @@ class Session:
             lines.append(_note("runtime", self.runtime.name, "volumes", NO_VOLUMES))
         return lines
 
+    def parallelism(self, policy: NodePolicy) -> int:
+        """Removals in flight: containerd's share their garbage collections, Docker's a lock."""
+        return policy.criParallelism if self.cri else policy.parallelism
+
     def mutate(self) -> Callable[[Action], Outcome] | None:
         """The executor's hook for this runtime; None for Docker's default."""
         if not self.cri:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from agents.actions import Action, Result
@@ -174,3 +174,13 @@ def test_a_protect_glob_written_for_docker_matches_the_cris_full_docker_hub_name
     rules = ImageRules(unused=AgeRule(olderThan=timedelta(0)), protect=("team/*", "nginx:*"),
                        diskPressure=DiskPressure(enabled=False))
     assert plan_images(Snapshot("/", images=(hub, library)), rules, (), NOW) == []
+
+
+def test_removals_in_flight_are_the_cri_setting_on_the_cri_and_docker_s_on_docker(tmp_path):
+    """containerd's overlapping removals share a garbage collection; Docker's queue on a lock."""
+    policy = replace(NodePolicy(), parallelism=3, criParallelism=100)
+    port = node(tmp_path)
+    cri = Session(Runtime("containerd", "cri", "unix:///x"), port)
+    docker = Session(Runtime("docker", "docker", "unix:///d"), port)  # the port is not asked
+    assert (cri.parallelism(policy), docker.parallelism(policy)) == (100, 3)
+    assert NodePolicy().criParallelism == 64
