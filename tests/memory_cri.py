@@ -8,6 +8,7 @@ and a missing image is ``Gone`` to ``inspect_image`` and ``remove_image``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,9 +18,10 @@ from agents.node.cri_port import (
     CriSandbox,
     FilesystemUse,
     RuntimeVersion,
+    refusal,
     uses,
 )
-from agents.node.docker_port import Conflict, Gone, InUse
+from agents.node.docker_port import DockerError, Gone
 
 
 @dataclass
@@ -86,14 +88,20 @@ class MemoryCri:
         return [c.name for c in self.container_list if uses(c, image)]
 
     def remove_image(self, image_id: str) -> None:
-        image = self.inspect_image(image_id)  # Gone, as the real port's check before its call
-        if image.pinned:
-            raise Conflict(f"image {image_id} is pinned by the runtime")
-        users = [c.name for c in self.containers() if uses(c, image)]  # the real port's calls
-        if users:
-            raise InUse(image_id, users)
-        self.image_list.remove(image)
-        self.removed.append(image.id)
+        error = self.remove_images([image_id])[image_id]
+        if error is not None:
+            raise error
+
+    def remove_images(self, image_ids: Sequence[str]) -> dict[str, DockerError | None]:
+        """The real port's check (``refusal``) on one look, then every removal it allows."""
+        images = {i.id: i for i in self.images()}
+        containers = self.containers()
+        verdicts = {i: refusal(i, images, containers) for i in image_ids}
+        for image_id, verdict in verdicts.items():
+            if verdict is None:
+                self.image_list.remove(images[image_id])
+                self.removed.append(image_id)
+        return verdicts
 
     def close(self) -> None:
         pass

@@ -119,7 +119,8 @@ def run_job(job: str, policy: Policy, options: NodeOptions, stop: threading.Even
         problems += failed
         deadline = started + options.deadline.total_seconds() if options.deadline else None
         runs = [(Execution(s.port, reporter, paths, root, s.parallelism(policy.node), stop,
-                           deadline, mutate=s.mutate(), runtime=s.label), actions)
+                           deadline, mutate_all=s.mutate_all(), runtime=s.label),
+                 actions)
                 for s, root, actions in plans]
         done, aborted = execute_all(runs, dry_run, policy.maxDeletionsPerRun)
         outcomes += done

@@ -6,15 +6,17 @@ image at once, and the CRI has no untag, so nothing is taken off before the
 removal and nothing needs putting back: the image either goes whole or stays
 whole.  The outcome line lists what went (``removed``: every reference).
 
-The port checks the users (any container, any state) and the pin just before
-its call, and its ``InUse`` is reported as Docker's in-use check is (skipped,
-the users named, nothing changed); a second check beforehand would only cost
-two more calls per image, since nothing is untagged first.  A 404 or a call
-with no answer in time is confirmed by an inspect, as ``mutations`` does.
+A batch is checked and sent by the port at once (``remove_images``); its
+users check (any container, any state) and pin check are the only ones, and
+its ``InUse`` is reported as Docker's in-use check is (skipped, the users
+named, nothing changed).  Each answer is then settled alone: a 404 or a call
+with no answer in time is confirmed by an inspect, and sent again where it is
+still there, as ``mutations`` does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -26,12 +28,38 @@ if TYPE_CHECKING:
     from agents.node.cri_port import CriPort
 
 
-def carry_out(action: Action, port: CriPort) -> Outcome:
-    """Remove the action's image; raises only ``DockerDown`` (the runtime stopped answering)."""
+def carry_out_all(actions: Sequence[Action], port: CriPort) -> list[Outcome | DockerDown]:
+    """Each action's outcome, or the ``DockerDown`` it met (the runtime stopped answering).
+
+    Raises ``DockerDown`` only when the batch's check could not be made: then
+    nothing was sent.
+    """
+    images = [a.id for a in actions if a.kind == "image"]
+    verdicts = port.remove_images(images) if images else {}
+    results: list[Outcome | DockerDown] = []
+    for action in actions:
+        try:
+            results.append(_settled(action, verdicts, port))
+        except DockerDown as exc:
+            results.append(exc)
+    return results
+
+
+def _settled(action: Action, verdicts: dict[str, DockerError | None], port: CriPort) -> Outcome:
+    """The action's outcome from its batch's answer; raises only ``DockerDown``."""
+    first = [verdicts.get(action.id)]
+
+    def remove() -> None:
+        """The batch's answer the first time; a removal of its own when sent again."""
+        if not first:
+            port.remove_image(action.id)
+        elif (error := first.pop()) is not None:
+            raise error
+
     try:
         if action.kind != "image":
             raise ValueError(f"no way to {action.verb} a {action.kind} through the CRI")
-        return _remove_image(action, port)
+        return _remove_image(action, port, remove)
     except Conflict as exc:
         return Outcome(action, Result.SKIPPED, error=f"conflict: {exc}")
     except DockerDown:
@@ -40,10 +68,9 @@ def carry_out(action: Action, port: CriPort) -> Outcome:
         return Outcome(action, Result.FAILED, error=str(exc))
 
 
-def _remove_image(action: Action, port: CriPort) -> Outcome:
+def _remove_image(action: Action, port: CriPort, remove: Callable[[], None]) -> Outcome:
     try:
-        outcome = removed(action, lambda: port.remove_image(action.id),
-                          lambda: port.inspect_image(action.id))
+        outcome = removed(action, remove, lambda: port.inspect_image(action.id))
     except InUse as exc:
         return in_use(action, exc.users, "removing") or Outcome(action, Result.SKIPPED,
                                                                  error=f"conflict: {exc}")

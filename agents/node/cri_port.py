@@ -15,13 +15,15 @@ The CRI is less careful than the Engine API, so the removals check first:
 - ``RemoveImage`` obliges even for a pinned image or one a container uses
   (containerd does not refuse either), so a pinned image is a ``Conflict`` and
   an image any container uses (any state) is ``InUse``, naming the users.  The
-  check and the removal are two calls: a container created between them is
-  not seen.  This one check is the executor's "in use since planning" check
-  too.  The check reads the image and container listings through a
-  ``SharedLook``: removals in flight at the same time share one pair of
-  listings that started after each of them asked, so a removal costs one call
-  of its own (``RemoveImage``) and a share of one ``ListImages`` and one
-  ``ListContainers``, instead of a status and a listing each.
+  check and the removal are separate calls: a container created between them
+  is not seen.  This one check is the executor's "in use since planning"
+  check too.  Removals go in batches (``remove_images``): one image listing
+  and one container listing, made after the executor wrote the batch's intent
+  lines, check the whole batch, and then every removal of it is sent at once.
+  containerd waits for a garbage collection of its whole store in each
+  ``RemoveImage``, and overlapping calls share one, so a batch costs about what
+  one removal does; a removal costs one call of its own instead of a status,
+  a listing and the removal.
 - Removing an image removes all its tags (``api.proto``): there is no untag.
 - Both removals are idempotent (no error when the object is already gone);
   ``inspect_*`` raise ``Gone`` for a missing object, so the executor's check
@@ -34,7 +36,7 @@ A runtime that does not serve CRI v1 (``runtime.v1`` is unimplemented, or
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -52,7 +54,6 @@ from agents.node.docker_port import (
     Timeout,
     Unsupported,
 )
-from agents.node.shared_look import SharedLook
 
 API_VERSION = "v1"
 _MAX_MESSAGE = 16 * 1024 * 1024
@@ -175,6 +176,11 @@ class CriPort(Protocol):
         """Remove the image and all its tags; ``Conflict`` if pinned, ``InUse`` if used."""
         ...
 
+    def remove_images(self, image_ids: Sequence[str]) -> dict[str, DockerError | None]:
+        """``remove_image`` of each, checked on one look and sent at once: per id, None
+        (removed) or why not; ``DockerDown`` when the look fails (nothing was sent)."""
+        ...
+
 
 class GrpcCriPort:
     """``CriPort`` on a gRPC channel to one runtime socket; one instance per run.
@@ -190,8 +196,6 @@ class GrpcCriPort:
             ("grpc.max_receive_message_length", _MAX_MESSAGE)])
         self._runtime = api_pb2_grpc.RuntimeServiceStub(self._channel)
         self._images = api_pb2_grpc.ImageServiceStub(self._channel)
-        self._look: SharedLook[tuple[dict[str, CriImage], list[CriContainer]]] = SharedLook(
-            self._images_and_containers)
         try:
             found = self.version()
         except Unsupported as exc:
@@ -275,25 +279,30 @@ class GrpcCriPort:
             container_id=container_id))
 
     def remove_image(self, image_id: str) -> None:
-        images, containers = self._look.get()
-        image = images.get(image_id)
-        if image is None:
-            raise Gone(f"no image {image_id}")
-        if image.pinned:
-            raise Conflict(f"image {image_id} is pinned by the runtime")
-        users = [c.name for c in containers if uses(c, image)]
-        if users:
-            raise InUse(image_id, users)
-        self._call(self._images.RemoveImage, api_pb2.RemoveImageRequest(
-            image=api_pb2.ImageSpec(image=image.id)))
+        error = self.remove_images([image_id])[image_id]
+        if error is not None:
+            raise error
+
+    def remove_images(self, image_ids: Sequence[str]) -> dict[str, DockerError | None]:
+        images = {i.id: i for i in self.images()}  # before the containers: a container made
+        containers = self.containers()  # from one of them meanwhile is in this listing
+        verdicts = {i: refusal(i, images, containers) for i in image_ids}
+        sent = {i: self._images.RemoveImage.future(api_pb2.RemoveImageRequest(
+            image=api_pb2.ImageSpec(image=i)), timeout=self._timeout)
+            for i, verdict in verdicts.items() if verdict is None}
+        for image_id, call in sent.items():
+            verdicts[image_id] = self._answer(call)
+        return verdicts
 
     def close(self) -> None:
         self._channel.close()
 
-    def _images_and_containers(self) -> tuple[dict[str, CriImage], list[CriContainer]]:
-        """What a removal checks, images before containers: a container made from an image
-        after the image listing is still in the container listing."""
-        return {i.id: i for i in self.images()}, self.containers()
+    def _answer(self, call: grpc.Future) -> DockerError | None:
+        try:
+            call.result()
+        except grpc.RpcError as exc:
+            return translate(exc, self.endpoint)
+        return None
 
     def _call(self, rpc: Callable[..., _Answer], request: object) -> _Answer:
         """One unary call with this port's deadline, its failure translated."""
@@ -301,6 +310,18 @@ class GrpcCriPort:
             return rpc(request, timeout=self._timeout)
         except grpc.RpcError as exc:
             raise translate(exc, self.endpoint) from exc
+
+
+def refusal(image_id: str, images: Mapping[str, CriImage],
+            containers: Iterable[CriContainer]) -> DockerError | None:
+    """Why the image must not be removed now (gone, pinned, in use), or None to go ahead."""
+    image = images.get(image_id)
+    if image is None:
+        return Gone(f"no image {image_id}")
+    if image.pinned:
+        return Conflict(f"image {image_id} is pinned by the runtime")
+    users = [c.name for c in containers if uses(c, image)]
+    return InUse(image_id, users) if users else None
 
 
 def uses(container: CriContainer, image: CriImage) -> bool:

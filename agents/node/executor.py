@@ -1,10 +1,13 @@
 """The only node code that mutates: applies a plan and reports one outcome per action.
 
-Order and parallelism follow what Docker allows.  Containers go first, in
-parallel; then images level by level, children before parents, in parallel
-inside a level, with volumes alongside the first level; at most
+Order and parallelism follow what the runtime allows.  On Docker, containers
+go first, in parallel; then images level by level, children before parents,
+in parallel inside a level, with volumes alongside the first level; at most
 ``parallelism`` calls are in flight.  Each change is made by
-``mutations.carry_out``, which verifies what it reports.  A parent image
+``mutations.carry_out``, which verifies what it reports.  On a CRI runtime
+(``mutate_all``) the removals go in batches of ``parallelism``, each checked
+on one look and sent at once by ``cri_mutations.carry_out_all``, because
+containerd's removals share a garbage collection when they overlap.  A parent image
 whose planned child stayed is skipped without being touched.  When Docker
 stops answering, the items not yet started fail at once with that error
 instead of each waiting for a timeout; when ``stop`` is set (SIGTERM) or
@@ -53,8 +56,8 @@ class Execution:
     """``time.monotonic()`` after which no new action starts; None for no deadline."""
     unreachable: str | None = None
     """Docker's connection error, once it stopped answering during this execution."""
-    mutate: Callable[[Action], Outcome] | None = None
-    """How one action's change is made; None for Docker's (``mutations.carry_out``)."""
+    mutate_all: Callable[[Sequence[Action]], list[Outcome | DockerDown]] | None = None
+    """How a CRI runtime's batch is carried out; None for Docker's one at a time."""
     runtime: str = "Docker"
     """The runtime's name in error lines."""
     kept_images: set[str] = field(default_factory=set)
@@ -92,6 +95,10 @@ def execute_all(plans: Sequence[tuple[Execution, Sequence[Action]]], dry_run: bo
 
 
 def _apply(actions: Sequence[Action], run: Execution) -> list[Outcome]:
+    if run.mutate_all is not None:
+        return [outcome for wave in waves(actions)
+                for start in range(0, len(wave), run.parallelism)
+                for outcome in _attempt_batch(wave[start:start + run.parallelism], run)]
     run.children = _planned_children(actions)
     outcomes: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=run.parallelism, thread_name_prefix="rm") as pool:
@@ -167,6 +174,53 @@ def _attempt(action: Action, run: Execution) -> Outcome:
     return outcome
 
 
+def _attempt_batch(batch: Sequence[Action], run: Execution) -> list[Outcome]:
+    """A batch at once: refusals reported, every intent line flushed, then all sent together.
+
+    The port's check runs after the intent lines, so it sees what changed since planning.
+    """
+    outcomes: dict[int, Outcome] = {}
+    going: list[tuple[int, Action, int]] = []
+    for n, action in enumerate(batch):
+        refusal = _refusal(action, run)
+        if refusal is not None:
+            outcomes[n] = refusal
+            run.reporter.action(refusal)
+        else:
+            going.append((n, action, run.reporter.intent(action)))
+    results = _carry_out_all([action for _, action, _ in going], run)
+    for (n, _, op), outcome in zip(going, results, strict=True):
+        outcomes[n] = outcome
+        run.reporter.action(outcome, op=op)
+    return [outcomes[n] for n in range(len(batch))]
+
+
+def _carry_out_all(actions: Sequence[Action], run: Execution) -> list[Outcome]:
+    if not actions or run.mutate_all is None:
+        return []
+    try:
+        results = run.mutate_all(actions)
+    except DockerDown as exc:
+        results = [exc] * len(actions)
+    return [_down(action, result, run) if isinstance(result, DockerDown)
+            else _logged(action, result) for action, result in zip(actions, results, strict=True)]
+
+
+def _down(action: Action, exc: DockerDown, run: Execution) -> Outcome:
+    """The runtime stopped answering: remembered, so the next batch fails at once."""
+    if run.unreachable is None:
+        logger.error("{} stopped answering: {}", run.runtime, exc)
+    run.unreachable = run.unreachable or str(exc)
+    return Outcome(action, Result.FAILED, error=f"{run.runtime} unreachable: {exc}")
+
+
+def _logged(action: Action, outcome: Outcome) -> Outcome:
+    if outcome.result is not Result.DONE:
+        logger.bind(kind=action.kind, name=action.name, id=action.id).info(
+            "{} {}: {}", action.verb, outcome.result, outcome.error)
+    return outcome
+
+
 def _refusal(action: Action, run: Execution) -> Outcome | None:
     """Why the action is not attempted at all, as its outcome; None to go ahead."""
     if not action.mutates:
@@ -186,16 +240,11 @@ def _refusal(action: Action, run: Execution) -> Outcome | None:
 
 
 def _carry_out(action: Action, run: Execution) -> Outcome:
-    log = logger.bind(kind=action.kind, name=action.name, id=action.id)
     try:
-        if run.mutate is not None:
-            outcome = run.mutate(action)
-        else:
-            outcome = carry_out(action, run.port, run.paths, run.docker_root)
+        outcome = carry_out(action, run.port, run.paths, run.docker_root)
     except DockerDown as exc:
         run.unreachable = str(exc)
-        log.error("{} stopped answering: {}", run.runtime, exc)
+        logger.bind(kind=action.kind, name=action.name, id=action.id).error(
+            "{} stopped answering: {}", run.runtime, exc)
         return Outcome(action, Result.FAILED, error=f"{run.runtime} unreachable: {exc}")
-    if outcome.result is not Result.DONE:
-        log.info("{} {}: {}", action.verb, outcome.result, outcome.error)
-    return outcome
+    return _logged(action, outcome)

@@ -16,14 +16,14 @@ per runtime is here and only here:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
 from agents.actions import Action, Outcome, Verb
 from agents.node import cri_inventory, cri_mutations, inventory
-from agents.node.docker_port import EnginePort
+from agents.node.docker_port import DockerDown, EnginePort
 from agents.node.host_paths import HostPaths
 from agents.node.inventory import Snapshot
 from agents.node.runtimes import DOCKER, Runtime
@@ -83,11 +83,11 @@ class Session:
         """Removals in flight: containerd's share their garbage collections, Docker's a lock."""
         return policy.criParallelism if self.cri else policy.parallelism
 
-    def mutate(self) -> Callable[[Action], Outcome] | None:
-        """The executor's hook for this runtime; None for Docker's default."""
+    def mutate_all(self) -> Callable[[Sequence[Action]], list[Outcome | DockerDown]] | None:
+        """The executor's batch hook for a CRI runtime; None for Docker's one at a time."""
         if not self.cri:
             return None
-        return lambda action: cri_mutations.carry_out(action, self.port)
+        return lambda actions: cri_mutations.carry_out_all(actions, self.port)
 
     def close(self) -> None:
         self.port.close()

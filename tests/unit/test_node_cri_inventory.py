@@ -120,11 +120,11 @@ def test_removal_takes_every_tag_and_the_line_says_which(tmp_path):
     cri = node(tmp_path)
     action = planned_removal(snapshot(cri, tmp_path), OLD)
 
-    outcome = cri_mutations.carry_out(action, cri)
+    outcome = cri_mutations.carry_out_all([action], cri)[0]
     assert (outcome.result, outcome.bytes) == (Result.DONE, 300)
     assert outcome.details["removed"] == ["kubekeeper.test/old:1", "kubekeeper.test/old:latest"]
     assert cri.removed == [OLD]
-    again = cri_mutations.carry_out(action, cri)
+    again = cri_mutations.carry_out_all([action], cri)[0]
     assert (again.result, again.bytes, again.details["note"]) == (Result.DONE, 0, "already gone")
 
 
@@ -133,6 +133,10 @@ class CountingCri(MemoryCri):
     """Counts the calls a removal makes: each is a round trip to the runtime."""
 
     calls: list[str] = field(default_factory=list)
+
+    def images(self):
+        self.calls.append("images")
+        return super().images()
 
     def inspect_image(self, image_id: str):
         self.calls.append("inspect_image")
@@ -143,17 +147,22 @@ class CountingCri(MemoryCri):
         return super().containers()
 
 
-def test_a_removal_checks_users_and_pin_once(tmp_path):
-    """The port's own check before ``RemoveImage`` is the only one: no second round trip for
-    the users (at 500 images that was 1,000 more calls than ``crictl rmi --prune`` makes)."""
+def test_a_batch_of_removals_is_checked_on_one_look(tmp_path):
+    """One image and one container listing check every removal of a batch: at 440 removals
+    that is 2 calls where one status and one listing each were 880."""
     cri = node(tmp_path)
+    extra = "sha256:" + "e" * 64
+    cri.add_image(extra, "kubekeeper.test/extra:1")
     counting = CountingCri(image_list=cri.image_list, container_list=cri.container_list,
                            sandbox_list=cri.sandbox_list, filesystems=cri.filesystems)
-    action = planned_removal(snapshot(counting, tmp_path), OLD)
+    snap = snapshot(counting, tmp_path)
+    actions = [planned_removal(snap, OLD), planned_removal(snap, extra)]
     counting.calls = []
 
-    assert cri_mutations.carry_out(action, counting).result is Result.DONE
-    assert counting.calls == ["inspect_image", "containers"]
+    outcomes = cri_mutations.carry_out_all(actions, counting)
+    assert [o.result for o in outcomes] == [Result.DONE, Result.DONE]
+    assert counting.calls == ["images", "containers"]
+    assert counting.removed == [OLD, extra]
 
 
 def test_an_image_put_in_use_after_planning_is_skipped_with_every_tag(tmp_path):
@@ -161,7 +170,7 @@ def test_an_image_put_in_use_after_planning_is_skipped_with_every_tag(tmp_path):
     action = planned_removal(snapshot(cri, tmp_path), OLD)
     cri.add_container("late", "kubekeeper.test/old:latest")
 
-    outcome = cri_mutations.carry_out(action, cri)
+    outcome = cri_mutations.carry_out_all([action], cri)[0]
     assert outcome.result is Result.SKIPPED and outcome.error == (
         "conflict: in use by container late (checked before removing: nothing was changed)")
     assert cri.removed == []
