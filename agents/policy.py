@@ -132,8 +132,9 @@ class NodePolicy:
     schedule: Schedule = section(Schedule, "When the daemon runs each job.")
     parallelism: int = setting(checks.whole(1, 64), 4, "Docker deletions in flight at once.")
     criParallelism: int = setting(
-        checks.whole(1, 256), 64, "Image removals in flight at once on a CRI runtime (containerd's "
-        "overlapping removals share one garbage collection, so more is quicker, not heavier).")
+        checks.whole(1, 1024), 256, "Image removals sent at once on a CRI runtime, in batches "
+        "(containerd's overlapping removals share one garbage collection: more is quicker and "
+        "lighter).")
     runtimes: tuple[str, ...] = setting(
         checks.runtimes, list(checks.RUNTIME_NAMES),
         "Runtimes that may be cleaned, of those --runtime finds; leave one out to turn it off.")

@@ -44,7 +44,7 @@ _BUILD = Path(__file__).resolve().parent / "crictl" / "build"
 KINDS = ("container", "pod", "image", "in-use image")
 _TIMEOUT = 600
 KEY = "criParallelism"
-WIDE = 256
+WIDE = 1024
 """The highest ``node.criParallelism`` a policy may set."""
 
 

@@ -7,8 +7,8 @@ in parallel inside a level, with volumes alongside the first level; at most
 ``mutations.carry_out``, which verifies what it reports.  On a CRI runtime
 (``mutate_all``) the removals go in batches of ``parallelism``, each checked
 on one look and sent at once by ``cri_mutations.carry_out_all``, because
-containerd's removals share a garbage collection when they overlap.  A parent image
-whose planned child stayed is skipped without being touched.  When Docker
+containerd's removals share a garbage collection when they overlap.  A
+parent image whose planned child stayed is skipped without being touched.  When Docker
 stops answering, the items not yet started fail at once with that error
 instead of each waiting for a timeout; when ``stop`` is set (SIGTERM) or
 the run's deadline has passed, items in flight finish and the rest are
@@ -96,9 +96,9 @@ def execute_all(plans: Sequence[tuple[Execution, Sequence[Action]]], dry_run: bo
 
 def _apply(actions: Sequence[Action], run: Execution) -> list[Outcome]:
     if run.mutate_all is not None:
-        return [outcome for wave in waves(actions)
-                for start in range(0, len(wave), run.parallelism)
-                for outcome in _attempt_batch(wave[start:start + run.parallelism], run)]
+        size = run.parallelism
+        return [outcome for wave in waves(actions) for start in range(0, len(wave), size)
+                for outcome in _attempt_batch(wave[start:start + size], run)]
     run.children = _planned_children(actions)
     outcomes: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=run.parallelism, thread_name_prefix="rm") as pool:
@@ -207,7 +207,7 @@ def _carry_out_all(actions: Sequence[Action], run: Execution) -> list[Outcome]:
 
 
 def _down(action: Action, exc: DockerDown, run: Execution) -> Outcome:
-    """The runtime stopped answering: remembered, so the next batch fails at once."""
+    """The runtime stopped answering: remembered, so what has not started fails at once."""
     if run.unreachable is None:
         logger.error("{} stopped answering: {}", run.runtime, exc)
     run.unreachable = run.unreachable or str(exc)
@@ -243,8 +243,5 @@ def _carry_out(action: Action, run: Execution) -> Outcome:
     try:
         outcome = carry_out(action, run.port, run.paths, run.docker_root)
     except DockerDown as exc:
-        run.unreachable = str(exc)
-        logger.bind(kind=action.kind, name=action.name, id=action.id).error(
-            "{} stopped answering: {}", run.runtime, exc)
-        return Outcome(action, Result.FAILED, error=f"{run.runtime} unreachable: {exc}")
+        return _down(action, exc, run)
     return _logged(action, outcome)
