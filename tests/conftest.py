@@ -35,7 +35,7 @@ from scripts.localenv.controlplane import ControlPlane
 from scripts.localenv.dockerd import DockerEngine
 from scripts.localenv.metrics_server import MetricsServer
 from scripts.localenv.node import Node
-from scripts.localenv.prometheus import Pushgateway
+from scripts.localenv.prometheus import PrometheusServer, Pushgateway
 from tests.polling import wait_for
 
 S = TypeVar("S")
@@ -197,6 +197,15 @@ def metrics_api(kube_node: Node) -> Iterator[MetricsServer]:
         "metrics-server",
         lambda state_dir: metrics_server.start(state_dir, kube_node.plane, kube_node.name),
         metrics_server.stop, "kk-ms-")
+
+
+@pytest.fixture(scope="session")
+def prometheus_server(kube_node: Node) -> Iterator[PrometheusServer]:
+    """A Prometheus server scraping the node's kubelet (cAdvisor) every 5 s, handed over
+    once a scrape worked; its TSDB goes with it at the session's end."""
+    yield from _run_service("the Prometheus server",
+                            lambda state_dir: prometheus.start_server(state_dir, kube_node),
+                            prometheus.stop_server, "kk-prom-")
 
 
 @pytest.fixture

@@ -238,10 +238,18 @@ def _start_kubelet(node: Node, pki: certificates.Pki, lock_fd: int) -> None:
 def _kubelet_config(node: Node, pki: certificates.Pki) -> dict:
     """The KubeletConfiguration: what these hosts need (cgroup v1, cgroupfs, swap, no
     CAP_SYS_RESOURCE), loopback only, webhook authn/authz, and no eviction or image GC
-    that would take test images away."""
+    that would take test images away.
+
+    Pod and container stats come from the CRI (``PodAndContainerStatsFromCRI``, beta and
+    off by default in 1.37): the kubelet's embedded cAdvisor finds containerd only at
+    /run/containerd/containerd.sock (its ``containerd`` flag, which the kubelet no longer
+    registers), not at the private containerd's socket, so it would see the pods' cgroups
+    without their pod and container. With the gate the kubelet asks the private containerd,
+    for ``/metrics/resource`` and ``/metrics/cadvisor`` alike."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
+        "featureGates": {"PodAndContainerStatsFromCRI": True},
         "failCgroupV1": False,
         "cgroupDriver": "cgroupfs",
         "failSwapOn": False,

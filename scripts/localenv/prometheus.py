@@ -1,11 +1,20 @@
-"""promtool and a private Pushgateway, built by tests/prometheus/build.
+"""promtool, a private Pushgateway and a Prometheus server, built by tests/prometheus/build.
 
 The Pushgateway listens on a free loopback port and keeps nothing on disk (no
 ``--persistence.file``), so every test session starts from an empty one.
+
+The Prometheus server (``start_server``) scrapes one local node's kubelet, its cAdvisor
+endpoint (``/metrics/cadvisor``: ``container_cpu_usage_seconds_total`` and
+``container_memory_working_set_bytes`` with pod and container labels, which this node's
+kubelet takes from containerd: see ``node._kubelet_config``), every 5 s, under the node's
+name (the kubelet serves on 127.0.0.1 only). It shows the kubelet the API server's own
+kubelet-client certificate, which the kubelet's webhook authorizer allows, and skips the
+check of the kubelet's self-signed serving certificate: settings for this test node only.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +23,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from scripts.localenv import processes
+import yaml
+
+from scripts.localenv import certificates, processes
+from scripts.localenv.node import KUBELET_PORT, Node
 
 _BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "prometheus" / "build"
 _START_TIMEOUT = 30.0
@@ -95,3 +107,56 @@ def _ready(gateway: Pushgateway) -> bool:
             return answer.status == 200
     except OSError:
         return False
+
+
+@dataclass(frozen=True)
+class PrometheusServer:
+    state_dir: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_server(state_dir: Path, node: Node) -> PrometheusServer:
+    """Start Prometheus scraping ``node``'s kubelet; ready once the scrape target is up."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    server = PrometheusServer(state_dir, processes.free_ports(1)[0])
+    pki = certificates.Pki(node.plane.state_dir / "pki")
+    config = state_dir / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "5s", "scrape_timeout": "4s"},
+        "scrape_configs": [{
+            "job_name": "kubelet-cadvisor", "scheme": "https", "metrics_path": "/metrics/cadvisor",
+            "tls_config": {"cert_file": str(pki.cert("kubelet-client")),
+                           "key_file": str(pki.key("kubelet-client")),
+                           "insecure_skip_verify": True},
+            "static_configs": [{"targets": [f"{node.name}:{KUBELET_PORT}"]}]}]}))
+    log = state_dir / "prometheus.log"
+    argv = [str(binaries_dir() / "prometheus"), f"--config.file={config}",
+            f"--storage.tsdb.path={state_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{server.port}", "--log.level=warn"]
+    process = processes.spawn(argv, log)
+    processes.write_pid(state_dir / "prometheus.pid", process.pid)
+    processes.wait_until(lambda: _scraped(server), what=f"Prometheus on {server.url}",
+                         timeout=_START_TIMEOUT * 2, process=process, log_path=log)
+    return server
+
+
+def stop_server(state_dir: Path) -> None:
+    """Stop the Prometheus server of ``state_dir`` and remove the directory (its TSDB too)."""
+    pid = processes.read_pid(state_dir / "prometheus.pid")
+    if pid is not None and processes.is_alive(pid):
+        processes.stop(pid, timeout=10.0)
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _scraped(server: PrometheusServer) -> bool:
+    """Whether ``up`` of the kubelet target is 1: Prometheus answers and the scrape works."""
+    try:
+        with urllib.request.urlopen(f"{server.url}/api/v1/query?query=up", timeout=2) as answer:
+            body = json.loads(answer.read())
+    except (OSError, ValueError):
+        return False
+    return any(r["value"][1] == "1" for r in body.get("data", {}).get("result", ()))

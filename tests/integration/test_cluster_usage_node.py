@@ -1,4 +1,5 @@
-"""The requests task on the real node, measured by a real metrics-server.
+"""The requests task on the real node, measured by a real metrics-server, then by a real
+Prometheus scraping the kubelet's ``/metrics/cadvisor``.
 
 Two Deployments of known shapes run on the local node, each with one container ``app``:
 
@@ -28,10 +29,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -40,10 +43,12 @@ from kubernetes.client import ApiClient, AppsV1Api
 from kubernetes.config import new_client_from_config
 
 from agents.cluster.records import REQUESTS_PATCHED
+from agents.cluster.usage_sources import prometheus_queries, query_prometheus
 from agents.units import parse_quantity
 from scripts.localenv import cri_images
 from scripts.localenv.metrics_server import MetricsServer
 from scripts.localenv.node import Node
+from scripts.localenv.prometheus import PrometheusServer
 from tests.cluster_runs import Run, policy_for, run_task
 from tests.polling import wait_for
 
@@ -100,12 +105,13 @@ class Converged:
         return sum(rates) / len(rates), max(rates)
 
 
-def policy(namespace: str, action: str, min_cpu: str = "10m"):
+def policy(namespace: str, action: str, min_cpu: str = "10m", prometheus: str = "",
+           min_history: str = "60s"):
     return policy_for(namespace, f"""
 resourceRequests:
   action: {action}
-  usage: {{namespace: {namespace}}}
-  recommend: {{window: 1h, halfLife: 1h, minHistory: 60s, minCpu: {min_cpu},
+  usage: {{namespace: {namespace}, prometheus: {{url: "{prometheus}"}}}}
+  recommend: {{window: 1h, halfLife: 1h, minHistory: {min_history}, minCpu: {min_cpu},
               minMemory: 16Mi, minInterval: 1h}}
 """)
 
@@ -123,8 +129,11 @@ def deployment(name: str, image: cri_images.ArchiveImage, ballast: bool) -> dict
 
 
 @pytest.fixture(scope="module")
-def shapes(kube_node: Node, metrics_api: MetricsServer) -> Iterator[Shapes]:
-    """Both workloads running, and both pods in the metrics API (two scrapes in)."""
+def shapes(kube_node: Node, metrics_api: MetricsServer,
+           prometheus_server: PrometheusServer) -> Iterator[Shapes]:
+    """Both workloads running, and both pods in the metrics API (two scrapes in).
+    Prometheus scrapes the kubelet from before they start, so that by its test it holds
+    their whole lives."""
     namespace = f"kk-usage-{uuid.uuid4().hex[:6]}"
     cri_images.import_images(kube_node.runtime, [BURN, HOLD])
     kube_node.plane.run_kubectl("create", "namespace", namespace)
@@ -255,6 +264,67 @@ def test_resize_changes_the_running_pods_requests_without_a_restart(
         assert after["spec"]["containers"][0]["resources"]["limits"] == RESOURCES[workload][
             "limits"]
         assert shapes.template(workload)["spec"]["template"] == templates[workload]
+
+
+def test_with_prometheus_the_evidence_is_its_answer_over_the_window(
+        shapes: Shapes, prometheus_server: PrometheusServer):
+    """The same shapes, from a real Prometheus scraping the kubelet's ``/metrics/cadvisor``
+    every 5 s since before the pods started. Its CPU query steps on 5-minute marks
+    (``rate(...[5m])[1h:5m]``), so it answers once a mark has passed with two scrapes before
+    it: up to 5 minutes after the pods started. ``minHistory`` is 0s here: the history
+    Prometheus reports is counted from those marks. What the run shows is what Prometheus
+    answers to the same queries at the same ``now``, and Prometheus's count of ``burn``'s
+    CPU is the kernel's count for that container."""
+    rules = policy(shapes.namespace, "report", prometheus=prometheus_server.url,
+                   min_history="0s")
+    queries = prometheus_queries(rules.cluster.resourceRequests.recommend)
+
+    def answered() -> tuple[Run, dict[str, dict]] | None:
+        now = datetime.now(UTC)
+        run = run_task(shapes.client, rules, "requests", now=now)
+        burn, hold = (_recommendation(run, w) for w in WORKLOADS)
+        if not (burn and "cpu" in burn and hold and "memory" in hold):
+            return None
+        return run, {name: _by_workload(query_prometheus(prometheus_server.url, promql,
+                                                         now.timestamp()))
+                     for name, promql in queries.items()}
+
+    run, said = wait_for(answered, timeout=420, interval=15,
+                         what="recommendations from Prometheus's answers for both workloads")
+    burn, hold = (_recommendation(run, w) for w in WORKLOADS)
+    assert {burn["cpu"]["source"], hold["memory"]["source"]} == {"prometheus"}
+    assert burn["cpu"]["usage"] == f"{math.ceil(said['cpu']['burn'] * 1000)}m", (said, burn)
+    assert 0 < _millicores(burn["cpu"]["usage"]) <= 250, burn  # a fifth of a core, at most
+    assert hold["memory"]["usage"] == f"{math.ceil(said['memory']['hold'] / MI)}Mi", said
+    assert 64 <= _mebibytes(hold["memory"]["usage"]) <= 72, hold
+    assert burn["cpu"]["samples"] == int(said["samples"]["burn"]) >= 2, (said, burn)
+    assert burn["memory"]["recommended"] == "16Mi"
+    assert "list pods.metrics.k8s.io" not in run.api.counter.by_request  # no sampling
+    assert not run.notes and run.summary["error"] is None
+    _assert_counted_as_the_kernel_does(shapes, prometheus_server)
+
+
+def _by_workload(body: dict) -> dict[str, float]:
+    """A query's answer for container ``app``, by workload (its pods are named for it)."""
+    return {series["metric"]["pod"].split("-")[0]: float(series["value"][1])
+            for series in body["data"]["result"] if series["metric"]["container"] == "app"}
+
+
+def _assert_counted_as_the_kernel_does(shapes: Shapes, server: PrometheusServer) -> None:
+    """``burn``'s last scraped ``container_cpu_usage_seconds_total`` against its container
+    cgroup's ``cpuacct.usage`` read after it: no more than the kernel counts, and short of
+    it by less than a second (containerd counts whole seconds) plus what the 1-core limit
+    allows since the sample was taken."""
+    pod = shapes.pod("burn")
+    selector = (f'container_cpu_usage_seconds_total{{namespace="{shapes.namespace}",'
+                f'pod="{pod["metadata"]["name"]}",container="app"}}[30s]')
+    [series] = query_prometheus(server.url, selector, time.time())["data"]["result"]
+    taken, value = series["values"][-1]
+    container = pod["status"]["containerStatuses"][0]["containerID"].split("://")[1]
+    cgroup = Path("/sys/fs/cgroup/cpuacct/kubepods/burstable") / f"pod{pod['metadata']['uid']}"
+    kernel, read = int((cgroup / container / "cpuacct.usage").read_text()) / 1e9, time.time()
+    assert float(value) <= kernel < float(value) + 1 + (read - float(taken)) * 1.0, (
+        value, taken, kernel, read)
 
 
 def test_a_resize_past_the_nodes_capacity_is_refused_and_reported_as_it_was(
