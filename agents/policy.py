@@ -132,7 +132,7 @@ class NodePolicy:
     schedule: Schedule = section(Schedule, "When the daemon runs each job.")
     parallelism: int = setting(checks.whole(1, 64), 4, "Docker deletions in flight at once.")
     criParallelism: int = setting(
-        checks.whole(1, 4096), 1024, "Image removals sent at once on a CRI runtime, in batches "
+        checks.whole(1, 1024), 256, "Image removals sent at once on a CRI runtime, in batches "
         "(containerd's overlapping removals share one garbage collection: more is quicker and "
         "lighter).")
     runtimes: tuple[str, ...] = setting(

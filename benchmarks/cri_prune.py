@@ -44,8 +44,8 @@ _BUILD = Path(__file__).resolve().parent / "crictl" / "build"
 KINDS = ("container", "pod", "image", "in-use image")
 _TIMEOUT = 600
 KEY = "criParallelism"
-SMALL = 64
-"""A smaller ``node.criParallelism`` than the default, to show what batch size costs."""
+WIDE = 1024
+"""The highest ``node.criParallelism`` a policy may set."""
 
 
 def bench(args: argparse.Namespace, scale: CriScale, work: Path) -> tuple[Setup, list[Trial]]:
@@ -54,7 +54,7 @@ def bench(args: argparse.Namespace, scale: CriScale, work: Path) -> tuple[Setup,
     archives = timed(steps, f"write {scale.images} images as tarballs (once)",
                      lambda: write_archives(bench_images(scale), work))
     policy = measure.write_policy(work, args.parallelism, key=KEY)
-    other = (SMALL, measure.write_policy(work, SMALL, "small", key=KEY))
+    wide = (WIDE, measure.write_policy(work, WIDE, "wide", key=KEY))
     seeds: list[list[Step]] = []
 
     def fresh(what: str) -> Containerd:
@@ -65,7 +65,7 @@ def bench(args: argparse.Namespace, scale: CriScale, work: Path) -> tuple[Setup,
 
     service = fresh("the seeded counts")
     version, seeded = _version(service), remaining(service)
-    trials = [_trial(fresh, crictl, policy, other, work, n) for n in range(args.repeat)]
+    trials = [_trial(fresh, crictl, policy, wide, work, n) for n in range(args.repeat)]
     first = {s.name: s.seconds for s in seeds[0]}
     steps += [Step(f"{name} (median of {len(seeds)} seeds)",
                    statistics.median(s.seconds for seed_ in seeds for s in seed_
@@ -77,12 +77,11 @@ def bench(args: argparse.Namespace, scale: CriScale, work: Path) -> tuple[Setup,
 
 
 def _trial(fresh: Callable[[str], Containerd], crictl: Path, policy: Path,
-           other: tuple[int, Path], work: Path, n: int) -> Trial:
+           wide: tuple[int, Path], work: Path, n: int) -> Trial:
     """Every measurement on its own seeded containerd; odd trials run the baseline first.
 
-    The agent runs a second time in smaller batches (``SMALL``): crictl sends every removal
-    at once, and containerd's removals share its garbage collections when they overlap, so
-    more batches mean more collections.
+    The agent runs a second time at ``WIDE`` parallelism: crictl sends every removal at
+    once, and containerd's removals share its garbage collections when they overlap.
     """
 
     def agent_side() -> tuple[measure.Plan, float, measure.AgentRun, measure.Cpu]:
@@ -103,13 +102,13 @@ def _trial(fresh: Callable[[str], Containerd], crictl: Path, policy: Path,
 
     (plan, plan_wall, agent, agent_cpu), (base, base_cpu) = measure.in_turn(
         n, agent_side, baseline_side)
-    service = fresh(f"trial {n + 1}: the agent at parallelism {other[0]}")
-    other_run = measure.agent_run(lambda: remaining(service), measure.cri_target(service.socket),
-                                 other[1], work, f"t{n}.small")
+    service = fresh(f"trial {n + 1}: the agent at parallelism {wide[0]}")
+    wide_run = measure.agent_run(lambda: remaining(service), measure.cri_target(service.socket),
+                                 wide[1], work, f"t{n}.wide")
     service = fresh(f"trial {n + 1}: the daemon")
     memory = measure.daemon_rss(measure.cri_target(service.socket), policy, work)
     trial = Trial(plan, plan_wall, agent, base, memory, agent_cpu, base_cpu,
-                  (other[0], other_run))
+                  (wide[0], wide_run))
     print(progress_line(f"trial {n + 1}", trial), file=sys.stderr, flush=True)
     return trial
 

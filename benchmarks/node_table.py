@@ -148,7 +148,7 @@ def _rows(setup: Setup, trials: Sequence[Trial]) -> list[tuple[str, str, str, st
 
 def _wide_rows(trials: Sequence[Trial], row: Callable[..., tuple[str, str, str, str]]
                ) -> list[tuple[str, str, str, str]]:
-    """The agent at another CRI batch size, when every trial measured it."""
+    """The agent at the most CRI removals in flight, when every trial measured it."""
     wide = [t.wide for t in trials]
     if not all(wide):
         return []

@@ -192,4 +192,4 @@ def test_removals_in_flight_are_the_cri_setting_on_the_cri_and_docker_s_on_docke
     cri = Session(Runtime("containerd", "cri", "unix:///x"), port)
     docker = Session(Runtime("docker", "docker", "unix:///d"), port)  # the port is not asked
     assert (cri.parallelism(policy), docker.parallelism(policy)) == (100, 3)
-    assert NodePolicy().criParallelism == 1024
+    assert NodePolicy().criParallelism == 256
