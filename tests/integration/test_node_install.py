@@ -201,6 +201,9 @@ def test_kubekeeper_report_reads_the_pods_logs_as_kubectl_prints_them(applied: I
     gives the same counts as the lines themselves."""
     plane = applied.node.plane
     kubekeeper_pods.run_cronjobs(plane, ("jobs",), "for-report")
+    # The agent's first run starts after the policy's jitter (up to 60 s): wait for it, or
+    # the DaemonSet's pod may have nothing to report yet.
+    kubekeeper_pods.wait_for_run(plane, kubekeeper_pods.agent_pod(plane))
     logs = "".join(plane.run_kubectl(
         "logs", "-n", namespace, "-l", "app.kubernetes.io/name=kubekeeper", "--prefix",
         "--all-containers", "--tail=-1").stdout for namespace in (NODE_NAMESPACE,
