@@ -262,7 +262,11 @@ def test_what_the_kubelet_needs_survives_the_cleanup(installed: Installed, mess:
     assert _container_id(core, "app") == mess.app_container and _restarts(core, "app") == 0
     assert _restarts(core, "crash") == 1
     previous = installed.node.plane.run_kubectl("logs", "--previous", "-n", NAMESPACE, "crash")
-    assert previous.stdout.startswith("attempt at "), previous
+    assert previous.stdout.startswith("attempt at "), (  # the kubelet's and containerd's
+        # logs name whoever removed the dead container, should this ever fail again
+        f"{previous}\n" + installed.node.plane.run_kubectl(
+            "describe", "pod", "-n", NAMESPACE, "crash", check=False).stdout
+        + installed.node.log_tails(40))
     agent = core.read_namespaced_pod(kubekeeper_pods.agent_pod(installed.node.plane),
                                      NODE_NAMESPACE)
     assert agent.status.container_statuses[0].restart_count == 0, _describe(installed)
