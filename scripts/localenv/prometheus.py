@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -86,16 +87,26 @@ def start(state_dir: Path) -> Pushgateway:
     gateway = Pushgateway(state_dir, processes.free_ports(1)[0])
     argv = [str(binary), f"--web.listen-address=127.0.0.1:{gateway.port}",
             "--web.enable-admin-api", "--log.level=warn"]
-    process = processes.spawn(argv, gateway.log_file)
-    processes.write_pid(gateway.pid_file, process.pid)
-    processes.wait_until(lambda: _ready(gateway), what=f"the Pushgateway on {gateway.url}",
-                         timeout=_START_TIMEOUT, process=process, log_path=gateway.log_file)
+    _launch(argv, gateway.log_file, gateway.pid_file, lambda: _ready(gateway),
+            f"the Pushgateway on {gateway.url}", _START_TIMEOUT)
     return gateway
 
 
 def stop(state_dir: Path) -> None:
     """Stop the Pushgateway of ``state_dir`` and remove the directory."""
-    pid = processes.read_pid(state_dir / "pushgateway.pid")
+    _stop(state_dir, "pushgateway.pid")
+
+
+def _launch(argv: list[str], log: Path, pid_file: Path, ready: Callable[[], bool], what: str,
+            timeout: float) -> None:
+    """Spawn a server, record its pid, and wait until ``ready`` (or fail with its log)."""
+    process = processes.spawn(argv, log)
+    processes.write_pid(pid_file, process.pid)
+    processes.wait_until(ready, what=what, timeout=timeout, process=process, log_path=log)
+
+
+def _stop(state_dir: Path, pid_name: str) -> None:
+    pid = processes.read_pid(state_dir / pid_name)
     if pid is not None and processes.is_alive(pid):
         processes.stop(pid, timeout=10.0)
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -137,19 +148,14 @@ def start_server(state_dir: Path, node: Node) -> PrometheusServer:
     argv = [str(binaries_dir() / "prometheus"), f"--config.file={config}",
             f"--storage.tsdb.path={state_dir / 'data'}",
             f"--web.listen-address=127.0.0.1:{server.port}", "--log.level=warn"]
-    process = processes.spawn(argv, log)
-    processes.write_pid(state_dir / "prometheus.pid", process.pid)
-    processes.wait_until(lambda: _scraped(server), what=f"Prometheus on {server.url}",
-                         timeout=_START_TIMEOUT * 2, process=process, log_path=log)
+    _launch(argv, log, state_dir / "prometheus.pid", lambda: _scraped(server),
+            f"Prometheus on {server.url}", _START_TIMEOUT * 2)
     return server
 
 
 def stop_server(state_dir: Path) -> None:
     """Stop the Prometheus server of ``state_dir`` and remove the directory (its TSDB too)."""
-    pid = processes.read_pid(state_dir / "prometheus.pid")
-    if pid is not None and processes.is_alive(pid):
-        processes.stop(pid, timeout=10.0)
-    shutil.rmtree(state_dir, ignore_errors=True)
+    _stop(state_dir, "prometheus.pid")
 
 
 def _scraped(server: PrometheusServer) -> bool:
