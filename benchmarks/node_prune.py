@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     started = datetime.now(UTC)
     work = Path(tempfile.mkdtemp(prefix="kknp-", dir="/tmp"))
+    measure.compile_agent()
     try:
         if args.runtime == "containerd":
             scale_cri = QUICK_CRI if args.quick else CriScale(args.images, args.pods)

@@ -18,7 +18,7 @@ from agents.node.cri_port import (
     CriSandbox,
     FilesystemUse,
     RuntimeVersion,
-    refusal,
+    refusals,
     uses,
 )
 from agents.node.docker_port import DockerError, Gone
@@ -30,7 +30,8 @@ class MemoryCri:
     image_list: list[CriImage] = field(default_factory=list)
     container_list: list[CriContainer] = field(default_factory=list)
     sandbox_list: list[CriSandbox] = field(default_factory=list)
-    sandbox_images: dict[str, str] = field(default_factory=dict)
+    sandbox_images_by_id: dict[str, str] = field(default_factory=dict)
+    sandbox_looks: int = 0
     filesystems: list[FilesystemUse] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
 
@@ -52,7 +53,7 @@ class MemoryCri:
         self.sandbox_list.append(CriSandbox(sid, name, namespace, f"uid-{sid}", 0, "ready",
                                             None))
         if image:
-            self.sandbox_images[sid] = image
+            self.sandbox_images_by_id[sid] = image
 
     def version(self) -> RuntimeVersion:
         return RuntimeVersion("memory", "0", "v1")
@@ -75,10 +76,11 @@ class MemoryCri:
     def sandboxes(self) -> list[CriSandbox]:
         return list(self.sandbox_list)
 
-    def sandbox_image(self, sandbox_id: str) -> str | None:
-        if sandbox_id not in {s.id for s in self.sandbox_list}:
-            raise Gone(f"no sandbox {sandbox_id}")
-        return self.sandbox_images.get(sandbox_id)
+    def sandbox_images(self, sandbox_ids: Sequence[str]) -> dict[str, str | None]:
+        self.sandbox_looks += 1
+        listed = {s.id for s in self.sandbox_list}
+        return {sid: self.sandbox_images_by_id.get(sid) if sid in listed else None
+                for sid in sandbox_ids}
 
     def image_users(self, image_id: str) -> list[str]:
         try:
@@ -93,10 +95,10 @@ class MemoryCri:
             raise error
 
     def remove_images(self, image_ids: Sequence[str]) -> dict[str, DockerError | None]:
-        """The real port's check (``refusal``) on one look, then every removal it allows."""
+        """The real port's check (``refusals``) on one look, then every removal it allows."""
         images = {i.id: i for i in self.images()}
         containers = self.containers()
-        verdicts = {i: refusal(i, images, containers) for i in image_ids}
+        verdicts = refusals(image_ids, images, containers)
         for image_id, verdict in verdicts.items():
             if verdict is None:
                 self.image_list.remove(images[image_id])

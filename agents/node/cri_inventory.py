@@ -27,7 +27,6 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from agents.node.docker_port import Gone
 from agents.node.host_paths import HostPaths
 from agents.node.inventory import Container, Disk, Image, Sandbox, Snapshot, disk_usage
 from agents.node.protection import CONTAINER_NAME, POD_NAME, POD_NAMESPACE
@@ -44,7 +43,9 @@ def take(port: CriPort, paths: HostPaths) -> Snapshot:
     raw_images = port.images()
     ids = image_names(raw_images)
     containers = tuple(_container(c, ids) for c in port.containers())
-    sandboxes = tuple(_sandbox(s, port, ids) for s in port.sandboxes())
+    raw_sandboxes = port.sandboxes()
+    images_of = port.sandbox_images([s.id for s in raw_sandboxes])
+    sandboxes = tuple(_sandbox(s, images_of.get(s.id), ids) for s in raw_sandboxes)
     images = tuple(_image(i) for i in raw_images)
     filesystems = port.image_fs()
     root = filesystems[0].mountpoint if filesystems else ""
@@ -82,10 +83,6 @@ def _container(raw: CriContainer, ids: Mapping[str, str]) -> Container:
                      labels=labels)
 
 
-def _sandbox(raw: CriSandbox, port: CriPort, ids: Mapping[str, str]) -> Sandbox:
-    try:
-        image = port.sandbox_image(raw.id)
-    except Gone:
-        image = None  # removed since it was listed: nothing of it to keep
+def _sandbox(raw: CriSandbox, image: str | None, ids: Mapping[str, str]) -> Sandbox:
     return Sandbox(id=raw.id, name=raw.name, namespace=raw.namespace, state=raw.state,
                    image_id=_resolve(ids, image) if image else "")

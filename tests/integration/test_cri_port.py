@@ -78,7 +78,8 @@ def test_sandbox_image_is_pinned_in_use_and_never_removed(port, cri_client):
     ((pause_id, image),) = pause.items()
     assert image.pinned
     assert not any(i.pinned for i in port.images() if i.id != pause_id)
-    assert port.sandbox_image(pod.id) == SANDBOX_IMAGE
+    gone = "0" * 64
+    assert port.sandbox_images([pod.id, gone]) == {pod.id: SANDBOX_IMAGE, gone: None}
     with pytest.raises(Conflict, match="pinned"):
         port.remove_image(pause_id)
     assert pause_id in cri_client.image_ids()

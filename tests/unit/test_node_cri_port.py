@@ -7,8 +7,15 @@ import time
 import grpc
 import pytest
 
-from agents.node.cri_port import GrpcCriPort, Unsupported, cri_time
-from agents.node.docker_port import Conflict, DockerDown, DockerError, Gone, Timeout
+from agents.node.cri_port import (
+    CriContainer,
+    CriImage,
+    GrpcCriPort,
+    Unsupported,
+    cri_time,
+    refusals,
+)
+from agents.node.docker_port import Conflict, DockerDown, DockerError, Gone, InUse, Timeout
 from tests.fake_cri import Behaviour, serving
 
 
@@ -78,3 +85,27 @@ def test_grpc_statuses_become_the_docker_ports_exceptions(socket, code, message,
 def test_cri_times_are_nanoseconds_and_zero_is_unknown():
     assert cri_time(0) is None
     assert cri_time(1_767_225_600_123_456_789).isoformat() == "2026-01-01T00:00:00.123457+00:00"
+
+
+def test_refusals_name_every_user_once_in_listing_order_by_any_name_of_the_image():
+    app = CriImage("sha256:" + "a" * 64, ("shop/app:1",), ("shop/app@sha256:" + "d" * 64,))
+    images = {i.id: i for i in (app, CriImage("sha256:" + "b" * 64),
+                                CriImage("sha256:" + "c" * 64, pinned=True))}
+    containers = [_container("by-tag", "", "shop/app:1"),
+                  _container("other", "sha256:" + "b" * 63 + "0", "x"),
+                  _container("by-id", app.id, "shop/app:1"),
+                  _container("by-bare-id", "a" * 64, ""),
+                  _container("by-digest", "", "shop/app@sha256:" + "d" * 64)]
+    verdicts = refusals([*images, "sha256:gone"], images, containers)
+
+    used = verdicts[app.id]
+    assert isinstance(used, InUse) and used.users == ["by-tag", "by-id", "by-bare-id",
+                                                      "by-digest"]
+    assert verdicts["sha256:" + "b" * 64] is None
+    assert isinstance(verdicts["sha256:" + "c" * 64], Conflict)
+    assert isinstance(verdicts["sha256:gone"], Gone)
+
+
+def _container(name: str, image_id: str, image: str) -> CriContainer:
+    return CriContainer(id=name, name=name, attempt=0, sandbox_id="", state="exited",
+                        created=None, image_id=image_id, image=image)
