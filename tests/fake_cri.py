@@ -1,13 +1,15 @@
 """A CRI server on a unix socket that answers the way a test asks, for the port's fault tests.
 
-It serves only what the faults need: ``Version`` (with any API version) and
+It serves only what the faults need: ``Version`` (with any API version),
 ``ListImages`` (answering, sleeping past the client's deadline, or failing
-with a given status). A server started with ``runtime=False`` serves no
+with a given status) and ``PodSandboxStatus`` (not found, after a pause, with
+the most calls it held at once recorded). A server started with ``runtime=False`` serves no
 RuntimeService at all, as a runtime that only knows another CRI version.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -31,6 +33,12 @@ class Behaviour:
     """ListImages aborts with this status and message."""
     calls: list[str] = field(default_factory=list)
     """Every method asked, served or not (``/runtime.v1.RuntimeService/Version``)."""
+    status_delay: float = 0.0
+    """Seconds PodSandboxStatus holds each call before answering NOT_FOUND."""
+    statuses_at_once: int = 0
+    """The most PodSandboxStatus calls held at the same moment."""
+    workers: int = 4
+    """Server threads: calls beyond them queue, unseen by the handlers."""
 
 
 class _Recorder(grpc.ServerInterceptor):
@@ -47,12 +55,23 @@ class _Recorder(grpc.ServerInterceptor):
 class _Runtime(api_pb2_grpc.RuntimeServiceServicer):
     def __init__(self, behaviour: Behaviour):
         self._behaviour = behaviour
+        self._lock = threading.Lock()
+        self._held = 0
 
     def Version(self, request, context):
         time.sleep(self._behaviour.version_delay)
         return api_pb2.VersionResponse(version="0.1.0", runtime_name="fake-cri",
                                        runtime_version="0.0.1",
                                        runtime_api_version=self._behaviour.api_version)
+
+    def PodSandboxStatus(self, request, context):
+        with self._lock:
+            self._held += 1
+            self._behaviour.statuses_at_once = max(self._behaviour.statuses_at_once, self._held)
+        time.sleep(self._behaviour.status_delay)
+        with self._lock:
+            self._held -= 1
+        context.abort(grpc.StatusCode.NOT_FOUND, f"no sandbox {request.pod_sandbox_id}")
 
 
 class _Images(api_pb2_grpc.ImageServiceServicer):
@@ -70,7 +89,7 @@ class _Images(api_pb2_grpc.ImageServiceServicer):
 @contextmanager
 def serving(socket: Path, behaviour: Behaviour, runtime: bool = True) -> Iterator[grpc.Server]:
     """A started server on ``socket``; stopped (at once) on exit, if the test has not."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=behaviour.workers),
                          interceptors=[_Recorder(behaviour.calls)])
     if runtime:
         api_pb2_grpc.add_RuntimeServiceServicer_to_server(_Runtime(behaviour), server)

@@ -59,6 +59,8 @@ from agents.node.docker_port import (
 API_VERSION = "v1"
 _MAX_MESSAGE = 16 * 1024 * 1024
 """The kubelet's limit for CRI answers; a default 4 MiB ListContainers fails on busy nodes."""
+_STATUSES_AT_ONCE = 128
+"""Sandbox status calls in flight at once (see ``GrpcCriPort.sandbox_images``)."""
 _Answer = TypeVar("_Answer")
 _CONTAINER_STATES = {
     api_pb2.CONTAINER_CREATED: "created",
@@ -254,14 +256,19 @@ class GrpcCriPort:
         """From ``PodSandboxStatus`` verbose ``info``, asked for every sandbox at once.
 
         One call per sandbox is needed; sent together they cost about one round
-        trip instead of one each (a node may run a few hundred pods).  containerd
+        trip instead of one each (a node may run a few hundred pods); at most
+        ``_STATUSES_AT_ONCE`` are in flight, so the answers held stay bounded.  containerd
         puts the image in ``info["info"]``; a runtime that does not (the field is
         not part of the CRI) gives None, and its sandbox image is known only
         through ``pinned``.
         """
-        calls = {sid: self._runtime.PodSandboxStatus.future(api_pb2.PodSandboxStatusRequest(
-            pod_sandbox_id=sid, verbose=True), timeout=self._timeout) for sid in sandbox_ids}
-        return {sid: self._sandbox_image(call) for sid, call in calls.items()}
+        found: dict[str, str | None] = {}
+        for start in range(0, len(sandbox_ids), _STATUSES_AT_ONCE):
+            calls = {sid: self._runtime.PodSandboxStatus.future(
+                api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sid, verbose=True),
+                timeout=self._timeout) for sid in sandbox_ids[start:start + _STATUSES_AT_ONCE]}
+            found.update((sid, self._sandbox_image(call)) for sid, call in calls.items())
+        return found
 
     def image_users(self, image_id: str) -> list[str]:
         """As Docker's: an image already gone is matched by its id alone, not an error."""

@@ -109,3 +109,13 @@ def test_refusals_name_every_user_once_in_listing_order_by_any_name_of_the_image
 def _container(name: str, image_id: str, image: str) -> CriContainer:
     return CriContainer(id=name, name=name, attempt=0, sandbox_id="", state="exited",
                         created=None, image_id=image_id, image=image)
+
+
+def test_sandbox_statuses_are_asked_together_a_bounded_number_at_a_time(socket):
+    """One after another they cost a round trip per pod; all at once, unbounded answers."""
+    fake = Behaviour(status_delay=0.5, workers=300)
+    ids = [f"{n:064x}" for n in range(300)]
+    with serving(socket, fake):
+        found = GrpcCriPort(f"unix://{socket}", timeout=5).sandbox_images(ids)
+    assert found == dict.fromkeys(ids)
+    assert 64 < fake.statuses_at_once <= 128
