@@ -10,7 +10,7 @@ runtime-neutral:
   created from by tag or digest counts as used;
 - pod sandboxes are their own list, each with the image it runs where the
   runtime says (containerd does, in ``PodSandboxStatus`` verbose info: one call
-  per sandbox); the planner keeps those images, and ``pinned`` covers the
+  per sandbox, all sent together); the planner keeps those images, and ``pinned`` covers the
   sandbox image on runtimes that do not say;
 - no volumes: the CRI has none;
 - the disk is the filesystem of ``ImageFsInfo``'s first mountpoint, measured
