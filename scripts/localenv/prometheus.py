@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -34,7 +35,11 @@ _START_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
-class Pushgateway:
+class LoopbackServer:
+    """A server started here: its state directory, its pid and log files there, its
+    loopback port."""
+
+    NAME: ClassVar[str]
     state_dir: Path
     port: int
 
@@ -44,11 +49,16 @@ class Pushgateway:
 
     @property
     def pid_file(self) -> Path:
-        return self.state_dir / "pushgateway.pid"
+        return self.state_dir / f"{self.NAME}.pid"
 
     @property
     def log_file(self) -> Path:
-        return self.state_dir / "pushgateway.log"
+        return self.state_dir / f"{self.NAME}.log"
+
+
+@dataclass(frozen=True)
+class Pushgateway(LoopbackServer):
+    NAME: ClassVar[str] = "pushgateway"
 
     def metrics(self) -> str:
         """The Pushgateway's own ``/metrics``: every pushed group, as Prometheus scrapes it."""
@@ -87,29 +97,31 @@ def start(state_dir: Path) -> Pushgateway:
     gateway = Pushgateway(state_dir, processes.free_ports(1)[0])
     argv = [str(binary), f"--web.listen-address=127.0.0.1:{gateway.port}",
             "--web.enable-admin-api", "--log.level=warn"]
-    _launch(argv, gateway.log_file, gateway.pid_file, lambda: _ready(gateway),
-            f"the Pushgateway on {gateway.url}", _START_TIMEOUT)
+    _launch(gateway, argv, lambda: _ready(gateway), f"the Pushgateway on {gateway.url}",
+            _START_TIMEOUT)
     return gateway
 
 
 def stop(state_dir: Path) -> None:
     """Stop the Pushgateway of ``state_dir`` and remove the directory."""
-    _stop(state_dir, "pushgateway.pid")
+    _stop(Pushgateway(state_dir, 0))
 
 
-def _launch(argv: list[str], log: Path, pid_file: Path, ready: Callable[[], bool], what: str,
+def _launch(server: LoopbackServer, argv: list[str], ready: Callable[[], bool], what: str,
             timeout: float) -> None:
     """Spawn a server, record its pid, and wait until ``ready`` (or fail with its log)."""
-    process = processes.spawn(argv, log)
-    processes.write_pid(pid_file, process.pid)
-    processes.wait_until(ready, what=what, timeout=timeout, process=process, log_path=log)
+    process = processes.spawn(argv, server.log_file)
+    processes.write_pid(server.pid_file, process.pid)
+    processes.wait_until(ready, what=what, timeout=timeout, process=process,
+                         log_path=server.log_file)
 
 
-def _stop(state_dir: Path, pid_name: str) -> None:
-    pid = processes.read_pid(state_dir / pid_name)
+def _stop(server: LoopbackServer) -> None:
+    """Stop the server whose pid is in its state directory (the port plays no part)."""
+    pid = processes.read_pid(server.pid_file)
     if pid is not None and processes.is_alive(pid):
         processes.stop(pid, timeout=10.0)
-    shutil.rmtree(state_dir, ignore_errors=True)
+    shutil.rmtree(server.state_dir, ignore_errors=True)
 
 
 def _ready(gateway: Pushgateway) -> bool:
@@ -121,13 +133,8 @@ def _ready(gateway: Pushgateway) -> bool:
 
 
 @dataclass(frozen=True)
-class PrometheusServer:
-    state_dir: Path
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+class PrometheusServer(LoopbackServer):
+    NAME: ClassVar[str] = "prometheus"
 
 
 def start_server(state_dir: Path, node: Node) -> PrometheusServer:
@@ -144,18 +151,17 @@ def start_server(state_dir: Path, node: Node) -> PrometheusServer:
                            "key_file": str(pki.key("kubelet-client")),
                            "insecure_skip_verify": True},
             "static_configs": [{"targets": [f"{node.name}:{KUBELET_PORT}"]}]}]}))
-    log = state_dir / "prometheus.log"
     argv = [str(binaries_dir() / "prometheus"), f"--config.file={config}",
             f"--storage.tsdb.path={state_dir / 'data'}",
             f"--web.listen-address=127.0.0.1:{server.port}", "--log.level=warn"]
-    _launch(argv, log, state_dir / "prometheus.pid", lambda: _scraped(server),
-            f"Prometheus on {server.url}", _START_TIMEOUT * 2)
+    _launch(server, argv, lambda: _scraped(server), f"Prometheus on {server.url}",
+            _START_TIMEOUT * 2)
     return server
 
 
 def stop_server(state_dir: Path) -> None:
     """Stop the Prometheus server of ``state_dir`` and remove the directory (its TSDB too)."""
-    _stop(state_dir, "prometheus.pid")
+    _stop(PrometheusServer(state_dir, 0))
 
 
 def _scraped(server: PrometheusServer) -> bool:
